@@ -1,0 +1,10 @@
+"""Luigi batch jobs that collect #FlixBus tweets per UTC day: X API -> raw day -> curated day.
+
+`luigi --module flixluigi CuratedTweets --date 2022-09-12` runs a day; see README.md.
+"""
+
+__version__ = "0.1.0"
+
+from flixluigi.tasks import ApiAvailable, CuratedTweets, RawTweets
+
+__all__ = ["ApiAvailable", "CuratedTweets", "RawTweets", "__version__"]

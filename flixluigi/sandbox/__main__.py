@@ -1,0 +1,49 @@
+"""`python -m flixluigi.sandbox --port 8700`: the X API sandbox as a process of its own."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from flixluigi.sandbox import DEFAULT_TOKEN, FAULTS, Faults, start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flixluigi.sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8700, help="port to bind; 0 picks a free one (default 8700)")
+    parser.add_argument("--token-env", default="SANDBOX_BEARER_TOKEN",
+                        help=f"environment variable holding the accepted bearer token (default: {DEFAULT_TOKEN!r} if unset)")
+    parser.add_argument("--volume", type=int, default=300, help="synthetic tweets per day, +-20%% (default 300)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus (default 0)")
+    parser.add_argument("--replay", action="append", default=[], metavar="JSONL",
+                        help="serve recorded twarc JSONL pages instead of synthetic tweets (repeatable)")
+    parser.add_argument("--rate-limit", type=int, default=300, help="requests per window and endpoint (default 300)")
+    parser.add_argument("--rate-window", type=float, default=900.0, help="rate-limit window in seconds (default 900)")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that meet a fault (0..1)")
+    parser.add_argument("--faults", default=",".join(FAULTS), help=f"fault kinds to draw from (default {','.join(FAULTS)})")
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
+    parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault")
+    parser.add_argument("--usage-capped", action="store_true", help="answer every request with the usage-cap 429")
+    args = parser.parse_args(argv)
+    try:
+        faults = Faults(rate=args.fault_rate, kinds=tuple(k for k in args.faults.split(",") if k), seed=args.fault_seed,
+                        slow_seconds=args.slow_seconds, usage_capped=args.usage_capped)
+        server = start(args.host, args.port, token=os.environ.get(args.token_env) or DEFAULT_TOKEN, volume=args.volume,
+                       seed=args.seed, replay=tuple(args.replay), rate_limit=args.rate_limit,
+                       rate_window=args.rate_window, faults=faults)
+    except (OSError, ValueError) as exc:
+        print(f"sandbox: cannot start: {exc}", file=sys.stderr)
+        return 2
+    host, port = server.server_address[:2]
+    print(f"X API sandbox listening on http://{host}:{port}", flush=True)
+    signal.sigwait({signal.SIGINT, signal.SIGTERM}) if hasattr(signal, "sigwait") else signal.pause()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    sys.exit(main())

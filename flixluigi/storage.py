@@ -1,0 +1,155 @@
+"""S3 layout of the pipeline: paths, targets, one-listing completeness, archive.
+
+Built on Luigi's own `S3Client`, so endpoint, region and the rest come from `luigi.cfg`'s
+`[s3]` section. Every object is written whole or not at all (`S3Target` uploads on close);
+a day's `_manifest.json` is written last and marks the day complete.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import IO
+
+import botocore.exceptions
+import luigi
+import luigi.format
+import orjson
+import pyarrow as pa
+from luigi.contrib.s3 import S3Client, S3Target
+
+from flixluigi import config
+
+MANIFEST = "_manifest.json"
+RAW_FILE = "pages.jsonl.gz"
+CURATED_FILE = "tweets.parquet"
+_DAY_KEY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/([^/]+)$")
+
+
+class StorageError(Exception):
+    """S3 is unreachable, the bucket is missing, or credentials are refused; one line with the fix."""
+
+
+def explain(exc: Exception, bucket: str, endpoint: str) -> StorageError:
+    """Turn a boto3 failure into one line that names the problem and the fix."""
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                        botocore.exceptions.ReadTimeoutError)):
+        return StorageError(f"S3 endpoint {endpoint} is unreachable; start it (scripts/seaweedfs.sh start) "
+                            "or fix [s3] endpoint_url")
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return StorageError("no S3 credentials; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket", "404"):
+            return StorageError(f"S3 bucket {bucket!r} does not exist at {endpoint}; create it or fix [storage] bucket")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken"):
+            return StorageError(f"S3 at {endpoint} refused the credentials ({code}); check AWS_ACCESS_KEY_ID "
+                                "and AWS_SECRET_ACCESS_KEY")
+        return StorageError(f"S3 error {code} at {endpoint}: {exc.response.get('Error', {}).get('Message', '')}")
+    return StorageError(f"S3 at {endpoint} failed: {type(exc).__name__}: {exc}".splitlines()[0])
+
+
+@dataclass
+class Storage:
+    bucket: str
+    raw_prefix: str
+    curated_prefix: str
+    archive_prefix: str
+    client: S3Client
+
+    @classmethod
+    def from_config(cls) -> Storage:
+        cfg = config.storage()
+        return cls(cfg.bucket, cfg.raw_prefix.strip("/"), cfg.curated_prefix.strip("/"),
+                   cfg.archive_prefix.strip("/"), S3Client())
+
+    @property
+    def s3(self):  # boto3's low-level client
+        return self.client.s3.meta.client
+
+    @property
+    def endpoint(self) -> str:
+        return self.s3.meta.endpoint_url
+
+    def fail(self, exc: Exception) -> StorageError:
+        return explain(exc, self.bucket, self.endpoint)
+
+    # Paths: Hive-style day partitions, so readers discover `date` from the path.
+    def raw_key(self, day: date, name: str = RAW_FILE) -> str:
+        return f"{self.raw_prefix}/date={day.isoformat()}/{name}"
+
+    def curated_key(self, day: date, name: str = CURATED_FILE) -> str:
+        return f"{self.curated_prefix}/date={day.isoformat()}/{name}"
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def target(self, key: str) -> S3Target:
+        return S3Target(self.url(key), client=self.client, format=luigi.format.Nop)
+
+    def check(self) -> None:
+        """Fail before any work if S3 is unreachable, the bucket is missing or credentials are wrong."""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            raise self.fail(exc) from None
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    yield item["Key"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.fail(exc) from None
+
+    def complete_days(self, prefix: str) -> set[date]:
+        """Days under `prefix` whose manifest exists, from one listing (a few requests per 1,000 days)."""
+        days = set()
+        for key in self.list_keys(prefix + "/date="):
+            match = _DAY_KEY.search(key)
+            if match and match.group(2) == MANIFEST:
+                days.add(date.fromisoformat(match.group(1)))
+        return days
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self.fail(exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self.fail(exc) from None
+        return True
+
+    def put_json(self, key: str, value: dict) -> None:
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=orjson.dumps(value, option=orjson.OPT_INDENT_2),
+                               ContentType="application/json")
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.fail(exc) from None
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            if isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                raise StorageError(f"{self.url(key)} does not exist; run the day first") from None
+            raise self.fail(exc) from None
+
+    def get_json(self, key: str) -> dict:
+        return orjson.loads(self.get_bytes(key))
+
+    def read_buffer(self, key: str) -> pa.BufferReader:
+        return pa.BufferReader(self.get_bytes(key))
+
+    def open_gzip_lines(self, key: str) -> IO[bytes]:
+        """A streaming reader of a gzip object: lines arrive as the body downloads."""
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.fail(exc) from None
+        return gzip.GzipFile(fileobj=body, mode="rb")

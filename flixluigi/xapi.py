@@ -1,0 +1,253 @@
+"""X API v2 client: day windows, paging, rate limits and retries. Knows nothing of Luigi.
+
+Every failure surfaces as an `XApiError` whose message is one line naming the problem and
+the fix. Transient faults are retried per page, resuming from the last good `next_token`, so
+a fault never restarts the day nor stores a page twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import backoff
+import orjson
+import requests
+
+log = logging.getLogger(__name__)
+
+RECENT_WINDOW = timedelta(days=7)
+# A day is fetched over minutes; keep this far from the edge of the recent window.
+RECENT_MARGIN = timedelta(minutes=30)
+ARCHIVE_START = date(2006, 3, 21)
+# The API refuses an end_time less than 10 s before the request.
+SETTLE = timedelta(seconds=10)
+RESET_MARGIN = 0.25
+RETRYABLE_STATUS = {500, 502, 503, 504}
+
+
+class XApiError(Exception):
+    """A failure of the API or of its use; the message is one line with the fix."""
+
+
+class ApiUnreachable(XApiError):
+    pass
+
+
+class Unauthorized(XApiError):
+    pass
+
+
+class InvalidRequest(XApiError):
+    pass
+
+
+class UsageCapped(XApiError):
+    pass
+
+
+class MalformedResponse(XApiError):
+    pass
+
+
+class TransientFault(XApiError):
+    """Worth retrying: 5xx, time-outs, dropped connections, bodies that are not complete JSON."""
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    def params(self) -> dict[str, str]:
+        return {"start_time": _rfc3339(self.start), "end_time": _rfc3339(self.end)}
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def day_window(day: date, endpoint: str, now: datetime | None = None) -> Window:
+    """[day 00:00Z, day+1 00:00Z), refused before any call if the endpoint cannot serve it whole."""
+    now = now or datetime.now(UTC)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    if end > now - SETTLE:
+        raise XApiError(f"{day} has not ended yet in UTC; a partial day is never stored: run it after "
+                        f"{_rfc3339(end + SETTLE)}")
+    if endpoint == "recent" and start < now - RECENT_WINDOW + RECENT_MARGIN:
+        raise XApiError(f"{day} is outside the recent-search window (last 7 days); set [xapi] endpoint = all "
+                        "(full-archive search) to fetch it")
+    if endpoint == "all" and day < ARCHIVE_START:
+        raise XApiError(f"{day} is before the first tweet ({ARCHIVE_START}); choose a later date")
+    return Window(start, end)
+
+
+@dataclass
+class Page:
+    """One API response and how it was obtained (in the spirit of twarc's `__twarc` key)."""
+
+    body: dict
+    request: dict
+
+
+@dataclass
+class FetchStats:
+    pages: int = 0
+    tweets: int = 0
+    partial_errors: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
+
+
+def _problem(body: object, status: int) -> str:
+    """The API's own title/detail/errors[].message, on one line."""
+    if not isinstance(body, dict):
+        return f"HTTP {status}"
+    parts = [str(body[k]) for k in ("title", "detail") if body.get(k)]
+    parts += [str(e.get("message")) for e in body.get("errors", ()) if isinstance(e, dict) and e.get("message")]
+    return " - ".join(dict.fromkeys(parts)).replace("\n", " ") or f"HTTP {status}"
+
+
+@dataclass
+class XClient:
+    base_url: str
+    token: str = field(repr=False)
+    timeout: float = 30.0
+    max_tries: int = 8
+    max_rate_limit_wait: float = 960.0
+    backoff_factor: float = 1.0
+    on_status: Callable[[str], None] = lambda message: None
+    session: requests.Session = field(default_factory=requests.Session, repr=False)
+    stats: FetchStats = field(default_factory=FetchStats)
+    _limits: dict[str, tuple[int, float]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise Unauthorized("no bearer token: export it in the variable named by [xapi] token_env (X_BEARER_TOKEN)")
+        self.base_url = self.base_url.rstrip("/")
+        self.session.headers.update({"Authorization": f"Bearer {self.token}", "User-Agent": "flixluigi"})
+        self._get = backoff.on_exception(
+            backoff.expo, TransientFault, max_tries=self.max_tries, factor=self.backoff_factor, max_value=60,
+            jitter=backoff.full_jitter, on_backoff=self._on_backoff, giveup_log_level=logging.DEBUG, logger=None,
+        )(self._attempt)
+
+    def search(self, query: str, window: Window, *, endpoint: str = "all", max_results: int = 100,
+               fields: dict[str, str] | None = None) -> Iterator[Page]:
+        """Every page of the window, oldest request first, until `next_token` is absent."""
+        params = {"query": query, **window.params(), "max_results": str(max_results), **(fields or {})}
+        while True:
+            page = self._page(f"/2/tweets/search/{endpoint}", params)
+            body = page.body
+            if not isinstance(body.get("meta"), dict) or not isinstance(body.get("data", []), list):
+                raise MalformedResponse(f"search page without meta/data from {self.base_url}; is [xapi] base_url an X API?")
+            self.stats.pages += 1
+            self.stats.tweets += len(body.get("data", ()))
+            self.stats.partial_errors += len(body.get("errors", ()))
+            yield page
+            token = body["meta"].get("next_token")
+            if not token:
+                return
+            params = {**params, "next_token": token}
+
+    def count(self, query: str, window: Window, *, endpoint: str = "all") -> int:
+        """The API's own total for the window, to reconcile a fetch against."""
+        body = self._page(f"/2/tweets/counts/{endpoint}", {"query": query, **window.params(), "granularity": "day"}).body
+        try:
+            return int(body["meta"]["total_tweet_count"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse(f"counts answer without meta.total_tweet_count from {self.base_url}") from None
+
+    def check(self, query: str, *, endpoint: str = "all") -> None:
+        """One small request that proves the API answers and accepts the token."""
+        now = datetime.now(UTC) - SETTLE - timedelta(seconds=1)
+        self._page(f"/2/tweets/search/{endpoint}", {"query": query, "max_results": "10",
+                                                     **Window(now - timedelta(minutes=5), now).params()})
+
+    def _page(self, path: str, params: dict[str, str]) -> Page:
+        attempts = [0]
+        body, status = self._get(path, params, attempts)
+        request = {"url": self.base_url + path, "params": params, "retrieved_at": datetime.now(UTC).isoformat(),
+                   "attempts": attempts[0], "status": status}
+        return Page(body, request)
+
+    def _on_backoff(self, details: dict) -> None:
+        self.stats.retries += 1
+        log.warning("X API: %s; retry %d in %.1fs", details["exception"], details["tries"], details["wait"])
+
+    def _wait_for_reset(self, path: str, reset: float) -> None:
+        wait = reset + RESET_MARGIN - time.time()
+        if wait <= 0:
+            return
+        if wait > self.max_rate_limit_wait:
+            raise XApiError(f"rate limit of {path} resets in {wait:.0f}s, more than [xapi] max_rate_limit_wait = "
+                            f"{self.max_rate_limit_wait:.0f}s; raise it or run later")
+        resume = datetime.fromtimestamp(reset, UTC).strftime("%H:%M:%SZ")
+        self.on_status(f"rate limited, resuming at {resume}")
+        log.info("X API: rate limit of %s spent, resuming at %s", path, resume)
+        self.stats.rate_limit_waits += 1
+        self.stats.rate_limit_wait_seconds += wait
+        time.sleep(wait)
+
+    def _attempt(self, path: str, params: dict[str, str], attempts: list[int]) -> tuple[dict, int]:
+        limited = 0
+        while True:
+            remaining, reset = self._limits.get(path, (1, 0.0))
+            if remaining <= 0:
+                self._wait_for_reset(path, reset)
+            attempts[0] += 1
+            try:
+                response = self.session.get(self.base_url + path, params=params, timeout=self.timeout)
+            except requests.exceptions.ConnectionError as exc:
+                if attempts[0] == 1 and "Connection refused" in str(exc):
+                    raise ApiUnreachable(f"X API at {self.base_url} refuses connections; start the sandbox "
+                                         "(scripts/sandbox.sh) or fix [xapi] base_url") from None
+                raise TransientFault(f"connection to {self.base_url} failed ({type(exc).__name__})") from None
+            except requests.exceptions.Timeout:
+                raise TransientFault(f"no answer from {self.base_url} within {self.timeout:.0f}s") from None
+            except requests.exceptions.RequestException as exc:
+                raise TransientFault(f"request to {self.base_url} failed ({type(exc).__name__})") from None
+            self._note_limits(path, response)
+            status = response.status_code
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                if status == 200 or status in RETRYABLE_STATUS:
+                    raise TransientFault(f"incomplete JSON body from {path} (HTTP {status})") from None
+                body = None
+            if status == 200:
+                if not isinstance(body, dict):
+                    raise MalformedResponse(f"{path} answered with JSON that is not an object; is [xapi] base_url an X API?")
+                return body, status
+            if status == 429:
+                if isinstance(body, dict) and "usage-capped" in str(body.get("type", "")):
+                    raise UsageCapped(f"X API usage cap reached ({_problem(body, status)}); wait for the next "
+                                      "billing period or raise the plan's cap")
+                limited += 1
+                if limited > self.max_tries:
+                    raise XApiError(f"{path} still rate limited after {self.max_tries} waits for the reset; run later")
+                self._limits[path] = (0, self._limits[path][1])
+                continue
+            if status in RETRYABLE_STATUS:
+                raise TransientFault(f"HTTP {status} from {path}: {_problem(body, status)}")
+            if status in (401, 403):
+                raise Unauthorized(f"X API rejected the bearer token (HTTP {status}: {_problem(body, status)}); "
+                                   "check the variable named by [xapi] token_env")
+            if status == 400:
+                raise InvalidRequest(f"X API refused the request (HTTP 400: {_problem(body, status)})")
+            raise XApiError(f"unexpected HTTP {status} from {self.base_url}{path}: {_problem(body, status)}")
+
+    def _note_limits(self, path: str, response: requests.Response) -> None:
+        try:
+            remaining = int(response.headers["x-rate-limit-remaining"])
+            reset = float(response.headers["x-rate-limit-reset"])
+        except (KeyError, ValueError):
+            if response.status_code == 429:
+                # No headers to go by: wait a minute, bounded by max_rate_limit_wait.
+                self._limits[path] = (0, time.time() + 60)
+            return
+        self._limits[path] = (remaining, reset)

@@ -1,0 +1,61 @@
+# Shared set-up of the demo and test scripts: virtual environment, local ports, local secrets.
+# Source it from the repository root: `. scripts/lib.sh`.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${FLIXLUIGI_VENV:-$ROOT/.venv}
+RUN_DIR=${FLIXLUIGI_RUN_DIR:-$ROOT/.run}
+PYTHON=${PYTHON:-python3}
+
+# Local stand-ins only: these throwaway credentials never guard anything real.
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-flixluigi-local}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-flixluigi-local-secret}
+export X_BEARER_TOKEN=${X_BEARER_TOKEN:-sandbox-bearer-token}
+export SANDBOX_BEARER_TOKEN=${SANDBOX_BEARER_TOKEN:-$X_BEARER_TOKEN}
+
+ensure_venv() {
+  # Creates the venv and installs the project with its test extras; quiet when already done.
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "== creating virtual environment in $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.flixluigi-installed"
+  if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ]; then
+    echo "== installing flixluigi and its dependencies"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]"
+    touch "$stamp"
+  fi
+  export PATH="$VENV/bin:$PATH"
+}
+
+wait_http() {
+  # wait_http URL SECONDS: until the URL answers at all (any HTTP status).
+  local url=$1 deadline=$((SECONDS + $2))
+  until curl -s -o /dev/null "$url"; do
+    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $url" >&2; return 1; }
+    sleep 0.3
+  done
+}
+
+svc_running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+svc_spawn() {
+  # svc_spawn PIDFILE LOG CMD...: runs CMD in its own session (so stop can end all it forked).
+  local pidfile=$1 logfile=$2; shift 2
+  mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
+  setsid "$@" >"$logfile" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+}
+
+svc_stop() {
+  # svc_stop PIDFILE NAME: TERM the service's process group, KILL it after 10 s.
+  local pidfile=$1 name=$2
+  if svc_running "$pidfile"; then
+    local pid; pid=$(cat "$pidfile")
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    echo "$name stopped"
+  fi
+  rm -f "$pidfile"
+}

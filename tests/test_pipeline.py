@@ -1,0 +1,133 @@
+"""ApiAvailable -> RawTweets -> CuratedTweets end to end: SeaweedFS and the sandbox over HTTP,
+Luigi's real scheduler."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import luigi
+import pytest
+
+from flixluigi import CuratedTweets, RawTweets, config, sandbox
+from flixluigi.sandbox.generator import generate_day
+from tests.conftest import FIXTURES, TOKEN, api_url
+from tests.helpers import all_strings, keys, parquet, raw_pages, sandbox_pages
+
+DAY = date(2022, 9, 12)
+
+
+def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
+    return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, workers=1)
+
+
+def raw_key(p, day=DAY, name="pages.jsonl.gz"):
+    return f"{p.run}/raw/tweets/date={day}/{name}"
+
+
+def curated_key(p, day=DAY, name="tweets.parquet"):
+    return f"{p.run}/curated/tweets/date={day}/{name}"
+
+
+def test_day_end_to_end(pipeline):
+    result = build(CuratedTweets(DAY))
+    assert result.scheduling_succeeded, result.summary_text
+    endpoint = pipeline.seaweed.endpoint
+
+    stored = raw_pages(endpoint, raw_key(pipeline))
+    xcfg = config.xapi()
+    served = sandbox_pages(api_url(pipeline.api_server), {
+        "query": "#FlixBus", "start_time": "2022-09-12T00:00:00Z", "end_time": "2022-09-13T00:00:00Z",
+        "max_results": "100", "tweet.fields": xcfg.tweet_fields, "user.fields": xcfg.user_fields,
+        "expansions": xcfg.expansions})
+    assert [{k: v for k, v in page.items() if k != "__flixluigi"} for page in stored] == served
+    assert all(page["__flixluigi"]["status"] == 200 and TOKEN not in str(page["__flixluigi"])
+               for page in stored)
+
+    table = parquet(endpoint, curated_key(pipeline))
+    expected = generate_day(DAY, 300, 0).tweets
+    assert table.column("tweet_id").to_pylist() == [t["id"] for t in expected]
+    assert table.column("text").to_pylist()[5] is not None
+    raw_author_ids = {t["author_id"] for t in expected}
+    raw_user_ids = raw_author_ids | {m["id"] for t in expected for m in t.get("entities", {}).get("mentions", ())}
+    strings = all_strings(table)
+    assert not [s for s in strings for uid in raw_user_ids if uid in s]
+    assert set(keys(endpoint, f"{pipeline.run}/")) == {
+        raw_key(pipeline), raw_key(pipeline, name="_manifest.json"),
+        curated_key(pipeline), curated_key(pipeline, name="_manifest.json")}
+
+
+def test_second_run_fetches_nothing(pipeline):
+    assert build(CuratedTweets(DAY)).scheduling_succeeded
+    served_before = pipeline.api_server.requests_served
+    result = build(CuratedTweets(DAY))
+    assert result.scheduling_succeeded
+    assert "Did not run any tasks" in result.summary_text
+    assert pipeline.api_server.requests_served == served_before
+
+
+def test_replay_of_recorded_pages(pipeline):
+    recording = FIXTURES / "2sets.jsonl"
+    replay = sandbox.start(token=TOKEN, replay=(recording,))
+    try:
+        pipeline.set("xapi", "base_url", api_url(replay))
+        assert build(CuratedTweets(date(2021, 9, 22))).scheduling_succeeded
+    finally:
+        replay.shutdown()
+    recorded_ids = {t["id"] for page in sandbox.load_pages(recording) for t in page["data"]}
+    table = parquet(pipeline.seaweed.endpoint, curated_key(pipeline, date(2021, 9, 22)))
+    assert len(recorded_ids) == 200
+    assert recorded_ids <= set(table.column("tweet_id").to_pylist())
+
+
+def assert_failed_with(result, failures, task_family: str, message: str) -> None:
+    assert not result.scheduling_succeeded
+    messages = [str(exc) for task, exc in failures if task.task_family == task_family]
+    assert messages and message in messages[0], messages
+    assert "\n" not in messages[0]
+
+
+def test_api_down(pipeline, failures):
+    pipeline.set("xapi", "base_url", "http://127.0.0.1:9")  # discard port: nothing listens
+    result = build(CuratedTweets(DAY))
+    assert_failed_with(result, failures, "ApiAvailable", "refuses connections")
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/") == []
+
+
+def test_wrong_token(pipeline, failures, monkeypatch):
+    monkeypatch.setenv("X_BEARER_TOKEN", "not-the-token")
+    result = build(CuratedTweets(DAY))
+    assert_failed_with(result, failures, "ApiAvailable", "rejected the bearer token (HTTP 401: Unauthorized)")
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/") == []
+
+
+def test_missing_hmac_key_writes_no_curated_object(pipeline, failures, monkeypatch):
+    monkeypatch.delenv("FLIXLUIGI_HMAC_KEY")
+    result = build(CuratedTweets(DAY))
+    assert_failed_with(result, failures, "CuratedTweets", "no HMAC key: set $FLIXLUIGI_HMAC_KEY")
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == []
+
+
+def test_missing_bucket(pipeline, failures):
+    pipeline.set("storage", "bucket", "no-such-bucket-here")
+    result = build(RawTweets(DAY))
+    assert not result.scheduling_succeeded
+    assert any("bucket 'no-such-bucket-here' does not exist" in str(exc) for _, exc in failures) \
+        or "does not exist" in result.summary_text
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/") == []
+
+
+@pytest.mark.parametrize("day, code", [("2022-09-12", 0), ("2999-01-01", 30)])
+def test_luigi_command(pipeline, tmp_path, day, code):
+    cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
+    done = subprocess.run([str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "CuratedTweets", "--date", day, "--local-scheduler"],
+                          env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == code, done.stderr[-2000:]
+    if code:
+        assert "2999-01-01 has not ended yet in UTC" in done.stderr
+    else:
+        assert keys(pipeline.seaweed.endpoint, curated_key(pipeline)) == [curated_key(pipeline)]
