@@ -37,6 +37,10 @@ class xapi(luigi.Config):  # noqa: N801
     max_tries = luigi.IntParameter(default=8, description="attempts per page before a transient fault fails the day")
     max_rate_limit_wait = luigi.FloatParameter(default=960.0,
                                                description="longest wait, in seconds, for a rate-limit window to reset")
+    reconcile = luigi.ChoiceParameter(choices=["warn", "fail", "off"], default="warn",
+                                      description="after a fetch, compare with the counts endpoint: warn, fail the day, or skip")
+    count_tolerance = luigi.FloatParameter(default=0.01,
+                                           description="share of the expected count a fetch may differ by before reconcile acts")
     backoff_factor = luigi.FloatParameter(default=1.0,
                                           description="seconds of the first retry delay; doubles per retry, with jitter")
 

@@ -24,9 +24,10 @@ from flixluigi import __version__, config
 from flixluigi.curate import SCHEMA_VERSION, Curator, write_parquet
 from flixluigi.pseudonym import Pseudonymizer, load_key
 from flixluigi.storage import MANIFEST, Storage
-from flixluigi.xapi import XClient, day_window
+from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
 
 log = logging.getLogger("luigi-interface")
+WARNING_EVENT = "flixluigi.warning"
 
 
 def make_client(on_status=lambda message: None) -> XClient:
@@ -86,6 +87,12 @@ class DayTask(luigi.Task):
     def manifest(self) -> dict:
         return self.storage.get_json(self.key(MANIFEST))
 
+    def warn(self, message: str) -> str:
+        """Log and raise a pipeline warning; notification handlers subscribe to WARNING_EVENT."""
+        log.warning("%s %s: %s", self.task_family, self.date, message)
+        self.trigger_event(WARNING_EVENT, self, message)
+        return message
+
     def progress(self, message: str, percent: int | None = None) -> None:
         self.set_status_message(message)
         if percent is not None:
@@ -116,16 +123,31 @@ class RawTweets(DayTask):
                                       fields=fields):
                 raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
                 self.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
+            expected, warning = self._reconcile(client, window)
         stats = client.stats
         self.storage.put_json(self.key(MANIFEST), {
             "date": self.date.isoformat(), "query": cfg.query, "endpoint": cfg.endpoint,
             "object": self.key(self.file_name), "pages": stats.pages, "tweets": stats.tweets,
-            "partial_errors": stats.partial_errors, "retries": stats.retries,
+            "expected_tweets": expected, "partial_errors": stats.partial_errors, "retries": stats.retries,
             "rate_limit_waits": stats.rate_limit_waits, "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
             "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
-            "produced_at": datetime.now(UTC).isoformat(),
+            "produced_at": datetime.now(UTC).isoformat(), "warnings": [warning] if warning else [],
         })
         self.progress(f"done: {stats.pages} pages, {stats.tweets} tweets", 100)
+
+    def _reconcile(self, client: XClient, window: Window) -> tuple[int | None, str | None]:
+        """Expected vs fetched, inside the upload's `with`: failing here publishes nothing."""
+        cfg = config.xapi()
+        if cfg.reconcile == "off":
+            return None, None
+        try:
+            expected = client.count(cfg.query, window, endpoint=cfg.endpoint)
+        except XApiError as exc:
+            return None, self.warn(f"counts endpoint unavailable, day not reconciled: {exc}")
+        mismatch = reconcile(expected, client.stats.tweets, cfg.count_tolerance)
+        if mismatch and cfg.reconcile == "fail":
+            raise XApiError(f"{self.date}: {mismatch} (or set [xapi] reconcile = warn)")
+        return expected, self.warn(mismatch) if mismatch else None
 
 
 class CuratedTweets(DayTask):

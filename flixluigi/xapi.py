@@ -86,6 +86,14 @@ def day_window(day: date, endpoint: str, now: datetime | None = None) -> Window:
     return Window(start, end)
 
 
+def reconcile(expected: int, fetched: int, tolerance: float) -> str | None:
+    """A one-line warning when a fetch differs from the API's count by more than `tolerance` (a share)."""
+    if abs(expected - fetched) <= tolerance * max(expected, 1):
+        return None
+    return (f"fetched {fetched} tweets but the counts endpoint expects {expected} "
+            f"({fetched - expected:+d}, more than {tolerance:.1%}); re-run the day with RawTweets once the API settles")
+
+
 @dataclass
 class Page:
     """One API response and how it was obtained (in the spirit of twarc's `__twarc` key)."""

@@ -12,6 +12,7 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -82,6 +83,8 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.api, self.token, self.limiter, self.faults = api, token, limiter, faults
         self.requests_served = 0
+        self.statuses: Counter[int] = Counter()
+        self.faults_injected: Counter[str] = Counter()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -103,6 +106,8 @@ class Handler(BaseHTTPRequestHandler):
         if not allowed:
             return self._send(429, TOO_MANY, headers)
         fault = self.server.faults.draw()
+        if fault:
+            self.server.faults_injected[fault] += 1
         if fault == "drop":
             self.close_connection = True
             self.connection.close()
@@ -120,6 +125,7 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(status, body, headers, truncate=fault == "truncate")
 
     def _send(self, status: int, body: dict, headers: dict[str, str], truncate: bool = False) -> None:
+        self.server.statuses[status] += 1
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         if truncate:
             payload = payload[: max(1, len(payload) // 2)]
