@@ -113,6 +113,7 @@ class Corpus:
 class SandboxApi:
     corpus: Corpus
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _matches: dict[tuple, tuple[list[dict], dict, dict]] = field(default_factory=dict, repr=False)
 
     def handle(self, path: str, params: dict[str, str]) -> tuple[int, dict]:
         parts = path.rstrip("/").split("/")
@@ -148,11 +149,17 @@ class SandboxApi:
         return start, end
 
     def _matching(self, params: dict[str, str], start: datetime, end: datetime) -> tuple[list[dict], dict, dict]:
-        if self.corpus.replay_pages:
-            return [], {}, {}
-        tweets, referenced, users = self.corpus.tweets(start, end)
-        matches = match_query(params["query"])
-        return [t for t in tweets if matches(t)], referenced, users
+        """Matches of a query and window, remembered: every page of a paging run asks again."""
+        key = (params["query"], start, end)
+        found = self._matches.get(key)
+        if found is None:
+            tweets, referenced, users = self.corpus.tweets(start, end)
+            matches = match_query(params["query"])
+            found = [t for t in tweets if matches(t)], referenced, users
+            if len(self._matches) >= 16:
+                self._matches.pop(next(iter(self._matches)))
+            self._matches[key] = found
+        return found
 
     def _search(self, endpoint: str, params: dict[str, str], start: datetime, end: datetime) -> dict:
         low, high = SEARCH_LIMITS[endpoint]

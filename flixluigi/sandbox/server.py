@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -85,6 +86,12 @@ class SandboxServer(ThreadingHTTPServer):
         self.requests_served = 0
         self.statuses: Counter[int] = Counter()
         self.faults_injected: Counter[str] = Counter()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up (time-outs, dropped connections) is normal here, not an error."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):
