@@ -11,7 +11,7 @@ import pytest
 from flixluigi.curate import SCHEMA, Curator, QualityError, check_batch, write_parquet
 from flixluigi.pseudonym import Pseudonymizer, is_pseudonym
 from flixluigi.sandbox import load_pages
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, ROOT
 from tests.helpers import all_strings
 
 PSEUDO = Pseudonymizer(b"unit-test-key-0123456789abcdef0123")
@@ -110,3 +110,15 @@ def test_gate_catches_a_raw_id_left_in_a_column():
 def test_empty_day_gives_an_empty_table_with_the_schema():
     table, stats = curate([{"meta": {"result_count": 0}}], date(2022, 9, 12))
     assert table.num_rows == 0 and stats.rows == 0 and table.schema.equals(SCHEMA, check_metadata=False)
+
+
+def test_docs_schema_matches_the_written_schema():
+    rows = [line.split("|")[1:3] for line in (ROOT / "docs" / "schema.md").read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| column")]
+    documented = [(name.strip(), kind.strip()) for name, kind in rows]
+    assert documented == [(f.name, _doc_type(f.type)) for f in SCHEMA]
+
+
+def _doc_type(kind: pa.DataType) -> str:
+    names = {pa.bool_(): "bool", pa.date32(): "date32"}
+    return "list<string>" if pa.types.is_list(kind) else names.get(kind, str(kind))

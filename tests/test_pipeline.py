@@ -3,6 +3,7 @@ Luigi's real scheduler."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,12 +11,13 @@ from datetime import date
 from pathlib import Path
 
 import luigi
+import pyarrow as pa
 import pytest
 
 from flixluigi import CuratedTweets, RawTweets, config, sandbox
 from flixluigi.sandbox.generator import generate_day
-from tests.conftest import FIXTURES, TOKEN, api_url
-from tests.helpers import all_strings, keys, parquet, raw_pages, sandbox_pages
+from tests.conftest import ACCESS_KEY, BUCKET, FIXTURES, SECRET_KEY, TOKEN, api_url
+from tests.helpers import all_strings, keys, parquet, raw_pages, s3, sandbox_pages
 
 DAY = date(2022, 9, 12)
 
@@ -131,3 +133,41 @@ def test_luigi_command(pipeline, tmp_path, day, code):
         assert "2999-01-01 has not ended yet in UTC" in done.stderr
     else:
         assert keys(pipeline.seaweed.endpoint, curated_key(pipeline)) == [curated_key(pipeline)]
+
+
+def test_curated_days_read_back_with_hive_partition_discovery(pipeline):
+    import pyarrow.dataset as ds
+    from pyarrow import fs
+
+    assert build(CuratedTweets(DAY), CuratedTweets(date(2022, 9, 13))).scheduling_succeeded
+    s3fs = fs.S3FileSystem(access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1", scheme="http",
+                           endpoint_override=pipeline.seaweed.endpoint.removeprefix("http://"))
+    dataset = ds.dataset(f"{BUCKET}/{pipeline.run}/curated/tweets", filesystem=s3fs, format="parquet",
+                         partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"))
+    table = dataset.to_table(filter=ds.field("date") == DAY)
+    assert table.num_rows == len(generate_day(DAY, 300, 0).tweets)
+    assert set(dataset.to_table(columns=["date"]).column("date").to_pylist()) == {DAY, date(2022, 9, 13)}
+
+
+def test_no_username_of_the_day_survives_curation(pipeline):
+    assert build(CuratedTweets(DAY)).scheduling_succeeded
+    generated = generate_day(DAY, 300, 0)
+    names = {generated.users[t["author_id"]]["username"].lower() for t in generated.tweets}
+    names |= {m["username"].lower() for t in generated.tweets for m in t.get("entities", {}).get("mentions", ())}
+    strings = [s.lower() for s in all_strings(parquet(pipeline.seaweed.endpoint, curated_key(pipeline)))]
+    assert not [s for s in strings for n in names if "@" + n in s or s == n]
+
+
+def test_manifest_reconciles_with_counts_and_fail_policy_publishes_nothing(pipeline, failures, monkeypatch):
+    assert build(RawTweets(DAY)).scheduling_succeeded
+    manifest = json.loads(s3(pipeline.seaweed.endpoint).get_object(
+        Bucket=BUCKET, Key=raw_key(pipeline, name="_manifest.json"))["Body"].read())
+    assert manifest["tweets"] == manifest["expected_tweets"] == len(generate_day(DAY, 300, 0).tweets)
+    assert manifest["warnings"] == [] and manifest["pages"] == 3 and manifest["partial_errors"] == 0
+
+    monkeypatch.setattr("flixluigi.tasks.XClient.count", lambda self, *a, **k: 5)
+    pipeline.set("xapi", "reconcile", "fail")
+    other = date(2022, 9, 14)
+    assert not build(RawTweets(other)).scheduling_succeeded
+    assert "counts endpoint expects 5" in str(failures[-1][1])
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/tweets/date={other}") == []
