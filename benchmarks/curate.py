@@ -55,7 +55,7 @@ def generate(path: Path, size: int) -> None:
                 if written >= size:
                     return
                 if copy:
-                    page = {**page, "data": [{**t, "id": str(int(t["id"]) + copy)} for t in data]}
+                    page = {**page, "data": [{**t, "id": str(int(t["id"]) + (copy << 17))} for t in data]}
                     data = page["data"]
                     if written + len(data) > size:
                         page["data"] = data = data[: size - written]

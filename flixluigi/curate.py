@@ -104,7 +104,7 @@ class Curator:
         self.pseudo = pseudonymize
         self.processed_at = processed_at or datetime.now(UTC)
         self.stats = CurateStats()
-        self._seen: set[str] = set()
+        self._seen: set[int | str] = set()
         self._lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
         self._day_prefix = day.isoformat() + "T"
         self._columns: dict[str, list] = {name: [] for name in ROW_COLUMNS}
@@ -141,10 +141,12 @@ class Curator:
         tweet_id = tweet.get("id")
         if not tweet_id:
             raise QualityError(f"a tweet without id on raw page {self.stats.pages}; the raw day is corrupt: re-fetch it")
-        if tweet_id in self._seen:
+        # Ids are kept as ints: a million of them cost half the memory of the strings.
+        key = int(tweet_id) if tweet_id.isdigit() else tweet_id
+        if key in self._seen:
             self.stats.duplicates += 1
             return
-        self._seen.add(tweet_id)
+        self._seen.add(key)
         created = tweet.get("created_at") or ""
         if not (created.startswith(self._day_prefix) and created.endswith("Z")) and not self._inside_day(created):
             raise QualityError(f"tweet {tweet_id} created at {tweet.get('created_at')} is outside {self.day}; "

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import ClassVar
 
@@ -79,9 +79,11 @@ class DayTask(luigi.Task):
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable) -> list:
         """One listing of the prefix instead of one request per day (RangeDaily's fast path)."""
+        # RangeDaily passes functools.partial(cls, **of_params) as `cls`.
+        task_cls = getattr(cls, "func", cls)
         days = list(parameter_tuples)
         store = Storage.from_config()
-        done = store.complete_days(cls._prefix(store))
+        done = store.complete_days(task_cls._prefix(store))
         return [day for day in days if day in done]
 
     def manifest(self) -> dict:
@@ -183,3 +185,13 @@ class CuratedTweets(DayTask):
             if number % 50 == 0:
                 self.progress(f"{number} raw pages curated")
             yield line
+
+
+class LastWeek(luigi.WrapperTask):
+    """The last 7 complete UTC days, for a daily cron line; days already complete are skipped."""
+
+    days = luigi.IntParameter(default=7, description="how many complete days back from yesterday")
+
+    def requires(self) -> list[CuratedTweets]:
+        today = datetime.now(UTC).date()
+        return [CuratedTweets(today - timedelta(days=n)) for n in range(self.days, 0, -1)]

@@ -16,6 +16,7 @@ import pytest
 
 from flixluigi import CuratedTweets, RawTweets, config, sandbox
 from flixluigi.sandbox.generator import generate_day
+from flixluigi.storage import Storage
 from tests.conftest import ACCESS_KEY, BUCKET, FIXTURES, SECRET_KEY, TOKEN, api_url
 from tests.helpers import all_strings, keys, parquet, raw_pages, s3, sandbox_pages
 
@@ -171,3 +172,34 @@ def test_manifest_reconciles_with_counts_and_fail_policy_publishes_nothing(pipel
     assert not build(RawTweets(other)).scheduling_succeeded
     assert "counts endpoint expects 5" in str(failures[-1][1])
     assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/tweets/date={other}") == []
+
+
+def test_range_daily_backfills_a_historical_range_from_one_listing(pipeline):
+    from luigi.tools.range import RangeDaily
+
+    pipeline.set("RangeDaily", "days_back", "36500")
+    assert build(CuratedTweets(date(2020, 3, 2))).scheduling_succeeded
+    calls = []
+    original = Storage.complete_days
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(Storage, "complete_days", lambda self, prefix: calls.append(prefix) or original(self, prefix))
+    try:
+        result = build(RangeDaily(of=CuratedTweets, start=date(2020, 3, 1), stop=date(2020, 3, 4)))
+    finally:
+        monkey.undo()
+    assert result.scheduling_succeeded, result.summary_text
+    assert calls == [f"{pipeline.run}/curated/tweets"]
+    days = {k.split("date=")[1][:10] for k in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")}
+    assert days == {"2020-03-01", "2020-03-02", "2020-03-03"}
+    served = pipeline.api_server.requests_served
+    assert build(RangeDaily(of=CuratedTweets, start=date(2020, 3, 1), stop=date(2020, 3, 4))).scheduling_succeeded
+    assert pipeline.api_server.requests_served == served
+
+
+def test_last_week_asks_for_the_seven_complete_days_before_today():
+    from datetime import UTC, datetime, timedelta
+
+    from flixluigi import LastWeek
+
+    today = datetime.now(UTC).date()
+    assert [t.date for t in LastWeek().requires()] == [today - timedelta(days=n) for n in range(7, 0, -1)]
