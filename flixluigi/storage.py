@@ -78,11 +78,15 @@ class Storage:
         return explain(exc, self.bucket, self.endpoint)
 
     # Paths: Hive-style day partitions, so readers discover `date` from the path.
+    @staticmethod
+    def day_key(prefix: str, day: date, name: str) -> str:
+        return f"{prefix}/date={day.isoformat()}/{name}"
+
     def raw_key(self, day: date, name: str = RAW_FILE) -> str:
-        return f"{self.raw_prefix}/date={day.isoformat()}/{name}"
+        return self.day_key(self.raw_prefix, day, name)
 
     def curated_key(self, day: date, name: str = CURATED_FILE) -> str:
-        return f"{self.curated_prefix}/date={day.isoformat()}/{name}"
+        return self.day_key(self.curated_prefix, day, name)
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"

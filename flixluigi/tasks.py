@@ -23,7 +23,7 @@ import orjson
 from flixluigi import __version__, config
 from flixluigi.curate import SCHEMA_VERSION, Curator, write_parquet
 from flixluigi.pseudonym import Pseudonymizer, load_key
-from flixluigi.storage import MANIFEST, Storage
+from flixluigi.storage import CURATED_FILE, MANIFEST, RAW_FILE, Storage
 from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
 
 log = logging.getLogger("luigi-interface")
@@ -71,7 +71,7 @@ class DayTask(luigi.Task):
         return getattr(store, cls.prefix_setting)
 
     def key(self, name: str) -> str:
-        return f"{self._prefix(self.storage)}/date={self.date.isoformat()}/{name}"
+        return self.storage.day_key(self._prefix(self.storage), self.date, name)
 
     def complete(self) -> bool:
         return self.storage.exists(self.key(MANIFEST))
@@ -105,7 +105,7 @@ class RawTweets(DayTask):
     """Every API page of the day, verbatim plus request metadata, one per line in a gzip object."""
 
     prefix_setting = "raw_prefix"
-    file_name = "pages.jsonl.gz"
+    file_name = RAW_FILE
 
     def requires(self) -> luigi.Task:
         return ApiAvailable()
@@ -156,7 +156,7 @@ class CuratedTweets(DayTask):
     """One row per distinct tweet of the day, every user identifier pseudonymised, as Parquet."""
 
     prefix_setting = "curated_prefix"
-    file_name = "tweets.parquet"
+    file_name = CURATED_FILE
 
     def requires(self) -> RawTweets:
         return RawTweets(self.date)
