@@ -118,8 +118,7 @@ def test_missing_bucket(pipeline, failures):
     pipeline.set("storage", "bucket", "no-such-bucket-here")
     result = build(RawTweets(DAY))
     assert not result.scheduling_succeeded
-    assert any("bucket 'no-such-bucket-here' does not exist" in str(exc) for _, exc in failures) \
-        or "does not exist" in result.summary_text
+    assert any("bucket 'no-such-bucket-here' does not exist" in str(exc) for _, exc in failures), failures
     assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/") == []
 
 
@@ -174,19 +173,15 @@ def test_manifest_reconciles_with_counts_and_fail_policy_publishes_nothing(pipel
     assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/tweets/date={other}") == []
 
 
-def test_range_daily_backfills_a_historical_range_from_one_listing(pipeline):
+def test_range_daily_backfills_a_historical_range_from_one_listing(pipeline, monkeypatch):
     from luigi.tools.range import RangeDaily
 
     pipeline.set("RangeDaily", "days_back", "36500")
     assert build(CuratedTweets(date(2020, 3, 2))).scheduling_succeeded
     calls = []
     original = Storage.complete_days
-    monkey = pytest.MonkeyPatch()
-    monkey.setattr(Storage, "complete_days", lambda self, prefix: calls.append(prefix) or original(self, prefix))
-    try:
-        result = build(RangeDaily(of=CuratedTweets, start=date(2020, 3, 1), stop=date(2020, 3, 4)))
-    finally:
-        monkey.undo()
+    monkeypatch.setattr(Storage, "complete_days", lambda self, prefix: calls.append(prefix) or original(self, prefix))
+    result = build(RangeDaily(of=CuratedTweets, start=date(2020, 3, 1), stop=date(2020, 3, 4)))
     assert result.scheduling_succeeded, result.summary_text
     assert calls == [f"{pipeline.run}/curated/tweets"]
     days = {k.split("date=")[1][:10] for k in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")}

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host, port = server.server_address[:2]
     print(f"X API sandbox listening on http://{host}:{port}", flush=True)
-    signal.sigwait({signal.SIGINT, signal.SIGTERM}) if hasattr(signal, "sigwait") else signal.pause()
+    signal.sigwait({signal.SIGINT, signal.SIGTERM})
     server.shutdown()
     return 0
 
