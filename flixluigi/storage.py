@@ -24,6 +24,8 @@ from luigi.contrib.s3 import S3Client, S3Target
 from flixluigi import config
 
 MANIFEST = "_manifest.json"
+# Written when a day's task fails, removed by its next success: `flixluigi status` shows it.
+FAILURE = "_failure.json"
 RAW_FILE = "pages.jsonl.gz"
 CURATED_FILE = "tweets.parquet"
 _DAY_KEY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/([^/]+)$")
@@ -109,14 +111,43 @@ class Storage:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self.fail(exc) from None
 
-    def complete_days(self, prefix: str) -> set[date]:
-        """Days under `prefix` whose manifest exists, from one listing (a few requests per 1,000 days)."""
-        days = set()
+    def day_files(self, prefix: str) -> dict[date, set[str]]:
+        """File names of every day partition under `prefix`, from one listing (1,000 keys a request)."""
+        days: dict[date, set[str]] = {}
         for key in self.list_keys(prefix + "/date="):
             match = _DAY_KEY.search(key)
-            if match and match.group(2) == MANIFEST:
-                days.add(date.fromisoformat(match.group(1)))
+            if match:
+                days.setdefault(date.fromisoformat(match.group(1)), set()).add(match.group(2))
         return days
+
+    def complete_days(self, prefix: str) -> set[date]:
+        """Days under `prefix` whose manifest exists."""
+        return {day for day, names in self.day_files(prefix).items() if MANIFEST in names}
+
+    def archive_day(self, prefixes: list[str], day: date, stamp: str) -> list[tuple[str, str]]:
+        """Copy the day's objects under each prefix to `<archive>/<stamp>/...`; returns (key, copy) pairs."""
+        pairs = [(key, f"{self.archive_prefix}/{stamp}/{key}")
+                 for prefix in prefixes for key in self.list_keys(f"{prefix}/date={day.isoformat()}/")]
+        for key, copy in pairs:
+            self.copy(key, copy)
+        return pairs
+
+    def restore(self, pairs: list[tuple[str, str]]) -> None:
+        """Put archived copies back at their keys (the undo of a failed reprocessing)."""
+        for key, copy in pairs:
+            self.copy(copy, key)
+
+    def copy(self, source: str, destination: str) -> None:
+        try:
+            self.s3.copy_object(Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source})
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.fail(exc) from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.fail(exc) from None
 
     def exists(self, key: str) -> bool:
         try:

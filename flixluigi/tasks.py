@@ -1,39 +1,39 @@
 """Thin Luigi tasks: X API -> raw day -> curated day, each writing S3 targets.
 
-The tasks only wire `xapi`, `storage`, `curate` and `pseudonym` together and report progress
-to the scheduler. A day is complete when its `_manifest.json` exists (written last), and both
-day tasks answer Luigi's `bulk_complete` with one S3 listing, so `RangeDaily` works on S3.
+The tasks wire `days` (which does the work) to Luigi: parameters, dependencies, progress and
+status messages for the scheduler, failure markers. A day is complete when its
+`_manifest.json` exists (written last), and both day tasks answer Luigi's `bulk_complete` with
+one S3 listing, so `RangeDaily` works on S3.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import ClassVar
 
 import luigi
-import orjson
 
-from flixluigi import __version__, config
-from flixluigi.curate import SCHEMA_VERSION, Curator, write_parquet
-from flixluigi.pseudonym import Pseudonymizer, load_key
-from flixluigi.storage import CURATED_FILE, MANIFEST, RAW_FILE, Storage
-from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
+from flixluigi import config
+from flixluigi.days import Reporter, curate_day, fetch_day, make_client, pseudonymizer, reprocess_day
+from flixluigi.storage import CURATED_FILE, FAILURE, MANIFEST, RAW_FILE, Storage
 
 log = logging.getLogger("luigi-interface")
 WARNING_EVENT = "flixluigi.warning"
 
 
-def make_client(on_status=lambda message: None) -> XClient:
-    cfg = config.xapi()
-    return XClient(cfg.base_url, os.environ.get(cfg.token_env, ""), timeout=cfg.timeout, max_tries=cfg.max_tries,
-                   max_rate_limit_wait=cfg.max_rate_limit_wait, backoff_factor=cfg.backoff_factor, on_status=on_status)
+class DayParameter(luigi.DateParameter):
+    """A UTC day whose parse error names the expected form."""
+
+    def parse(self, s: str) -> date:
+        try:
+            return super().parse(s)
+        except ValueError:
+            raise ValueError(f"{s!r} is not a date: use YYYY-MM-DD, e.g. 2022-09-12") from None
 
 
 class ApiAvailable(luigi.Task):
@@ -59,8 +59,9 @@ class ApiAvailable(luigi.Task):
 class DayTask(luigi.Task):
     """A task of one UTC day whose completeness is its manifest in S3."""
 
-    date = luigi.DateParameter(description="UTC day, YYYY-MM-DD")
+    date = DayParameter(description="UTC day, YYYY-MM-DD")
     prefix_setting = ""
+    file_name = ""
 
     @cached_property
     def storage(self) -> Storage:
@@ -72,6 +73,9 @@ class DayTask(luigi.Task):
 
     def key(self, name: str) -> str:
         return self.storage.day_key(self._prefix(self.storage), self.date, name)
+
+    def output(self) -> luigi.Target:
+        return self.storage.target(self.key(self.file_name))
 
     def complete(self) -> bool:
         return self.storage.exists(self.key(MANIFEST))
@@ -86,8 +90,8 @@ class DayTask(luigi.Task):
         done = store.complete_days(task_cls._prefix(store))
         return [day for day in days if day in done]
 
-    def manifest(self) -> dict:
-        return self.storage.get_json(self.key(MANIFEST))
+    def reporter(self) -> Reporter:
+        return Reporter(progress=self.progress, warn=self.warn)
 
     def warn(self, message: str) -> str:
         """Log and raise a pipeline warning; notification handlers subscribe to WARNING_EVENT."""
@@ -100,6 +104,15 @@ class DayTask(luigi.Task):
         if percent is not None:
             self.set_progress_percentage(percent)
 
+    def on_failure(self, exception: BaseException) -> str:
+        """Leave a failure marker beside the day (best effort: S3 may be what failed)."""
+        try:
+            self.storage.put_json(self.key(FAILURE), {"task": str(self), "error": str(exception).splitlines()[0] if str(exception)
+                                                      else type(exception).__name__, "failed_at": datetime.now(UTC).isoformat()})
+        except Exception as exc:
+            log.warning("could not record the failure of %s in S3: %s", self, exc)
+        return super().on_failure(exception)
+
 
 class RawTweets(DayTask):
     """Every API page of the day, verbatim plus request metadata, one per line in a gzip object."""
@@ -110,46 +123,8 @@ class RawTweets(DayTask):
     def requires(self) -> luigi.Task:
         return ApiAvailable()
 
-    def output(self) -> luigi.Target:
-        return self.storage.target(self.key(self.file_name))
-
     def run(self) -> None:
-        cfg = config.xapi()
-        window = day_window(self.date, cfg.endpoint)
-        self.storage.check()
-        client = make_client(on_status=self.progress)
-        fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
-        started = time.monotonic()
-        with self.output().open("w") as sink, gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as raw:
-            for page in client.search(cfg.query, window, endpoint=cfg.endpoint, max_results=cfg.max_results,
-                                      fields=fields):
-                raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
-                self.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
-            expected, warning = self._reconcile(client, window)
-        stats = client.stats
-        self.storage.put_json(self.key(MANIFEST), {
-            "date": self.date.isoformat(), "query": cfg.query, "endpoint": cfg.endpoint,
-            "object": self.key(self.file_name), "pages": stats.pages, "tweets": stats.tweets,
-            "expected_tweets": expected, "partial_errors": stats.partial_errors, "retries": stats.retries,
-            "rate_limit_waits": stats.rate_limit_waits, "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
-            "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
-            "produced_at": datetime.now(UTC).isoformat(), "warnings": [warning] if warning else [],
-        })
-        self.progress(f"done: {stats.pages} pages, {stats.tweets} tweets", 100)
-
-    def _reconcile(self, client: XClient, window: Window) -> tuple[int | None, str | None]:
-        """Expected vs fetched, inside the upload's `with`: failing here publishes nothing."""
-        cfg = config.xapi()
-        if cfg.reconcile == "off":
-            return None, None
-        try:
-            expected = client.count(cfg.query, window, endpoint=cfg.endpoint)
-        except XApiError as exc:
-            return None, self.warn(f"counts endpoint unavailable, day not reconciled: {exc}")
-        mismatch = reconcile(expected, client.stats.tweets, cfg.count_tolerance)
-        if mismatch and cfg.reconcile == "fail":
-            raise XApiError(f"{self.date}: {mismatch} (or set [xapi] reconcile = warn)")
-        return expected, self.warn(mismatch) if mismatch else None
+        fetch_day(self.storage, self.date, self.reporter())
 
 
 class CuratedTweets(DayTask):
@@ -161,30 +136,8 @@ class CuratedTweets(DayTask):
     def requires(self) -> RawTweets:
         return RawTweets(self.date)
 
-    def output(self) -> luigi.Target:
-        return self.storage.target(self.key(self.file_name))
-
     def run(self) -> None:
-        cfg = config.pseudonym()
-        pseudonymize = Pseudonymizer(load_key(cfg.key_env, cfg.key_file))
-        self.storage.check()
-        raw = self.requires()
-        curator = Curator(self.date, pseudonymize)
-        with self.storage.open_gzip_lines(raw.key(raw.file_name)) as lines, self.output().open("w") as sink:
-            stats = write_parquet(self._counted(lines), sink, curator)
-        self.storage.put_json(self.key(MANIFEST), {
-            "date": self.date.isoformat(), "object": self.key(self.file_name), "rows": stats.rows,
-            "raw_pages": stats.pages, "duplicates_dropped": stats.duplicates, "partial_errors": stats.partial_errors,
-            "pseudonym_key_id": pseudonymize.key_id, "schema_version": SCHEMA_VERSION, "client_version": __version__,
-            "produced_at": datetime.now(UTC).isoformat(),
-        })
-        self.progress(f"done: {stats.rows} rows", 100)
-
-    def _counted(self, lines: Iterable[bytes]) -> Iterable[bytes]:
-        for number, line in enumerate(lines, 1):
-            if number % 50 == 0:
-                self.progress(f"{number} raw pages curated")
-            yield line
+        curate_day(self.storage, self.date, pseudonymizer(), self.reporter())
 
 
 class LastWeek(luigi.WrapperTask):
@@ -195,3 +148,65 @@ class LastWeek(luigi.WrapperTask):
     def requires(self) -> list[CuratedTweets]:
         today = datetime.now(UTC).date()
         return [CuratedTweets(today - timedelta(days=n)) for n in range(self.days, 0, -1)]
+
+
+class Reprocess(luigi.Task):
+    """Rebuild stored days from start to end inclusive, archiving what they replace.
+
+    By default the curated days are rebuilt from the raw days already stored (no API call, any
+    past date); --refetch fetches the raw days again first. --dry-run only lists what it would touch.
+    """
+
+    start = DayParameter(description="first UTC day, YYYY-MM-DD")
+    end = DayParameter(default=None, description="last UTC day, inclusive; default: start (a single day)")
+    refetch = luigi.BoolParameter(description="fetch the raw days again from the API before curating")
+    dry_run = luigi.BoolParameter(description="list the days and objects it would touch, change nothing")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"--end {self.end} is before --start {self.start}; give the range oldest day first")
+        self._done = False
+
+    @property
+    def days(self) -> list[date]:
+        last = self.end or self.start
+        return [self.start + timedelta(days=n) for n in range((last - self.start).days + 1)]
+
+    def requires(self) -> list[luigi.Task]:
+        return [ApiAvailable()] if self.refetch and not self.dry_run else []
+
+    def complete(self) -> bool:
+        return self._done
+
+    def plan(self) -> list[str]:
+        """One line per day: the objects it would archive and rebuild."""
+        store = Storage.from_config()
+        prefixes = [store.curated_prefix, *([store.raw_prefix] if self.refetch else [])]
+        listed = {prefix: store.day_files(prefix) for prefix in prefixes}
+        raw_days = listed.get(store.raw_prefix) or store.day_files(store.raw_prefix)
+        lines = []
+        for day in self.days:
+            keys = [store.day_key(prefix, day, name) for prefix in prefixes for name in sorted(listed[prefix].get(day, ()))]
+            source = "re-fetch from the API" if self.refetch else (
+                "rebuild from stored raw day" if MANIFEST in raw_days.get(day, ()) else "NO RAW DAY: would fail")
+            lines.append(f"{day}: {source}; archive {', '.join(keys) or 'nothing (no objects yet)'}")
+        return lines
+
+    def run(self) -> None:
+        if self.dry_run:
+            for line in self.plan():
+                print(f"dry run: {line}")
+            self._done = True
+            return
+        pseudonymize = pseudonymizer()
+        store = Storage.from_config()
+        store.check()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        for number, day in enumerate(self.days):
+            self.set_status_message(f"reprocessing {day} ({number + 1}/{len(self.days)})")
+            archived = reprocess_day(store, day, refetch=self.refetch, stamp=stamp, pseudonymize=pseudonymize,
+                                     report=Reporter())
+            log.info("reprocessed %s; previous objects kept at %s", day, ", ".join(archived) or "(none)")
+            self.set_progress_percentage(100 * (number + 1) // len(self.days))
+        self._done = True

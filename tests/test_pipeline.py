@@ -17,7 +17,8 @@ import pytest
 from flixluigi import CuratedTweets, RawTweets, config, sandbox
 from flixluigi.sandbox.generator import generate_day
 from flixluigi.storage import Storage
-from tests.conftest import ACCESS_KEY, BUCKET, FIXTURES, SECRET_KEY, TOKEN, api_url
+from flixluigi.xapi import XClient
+from tests.conftest import ACCESS_KEY, BUCKET, FIXTURES, HMAC_KEY, SECRET_KEY, TOKEN, api_url
 from tests.helpers import all_strings, keys, parquet, raw_pages, s3, sandbox_pages
 
 DAY = date(2022, 9, 12)
@@ -111,7 +112,13 @@ def test_missing_hmac_key_writes_no_curated_object(pipeline, failures, monkeypat
     monkeypatch.delenv("FLIXLUIGI_HMAC_KEY")
     result = build(CuratedTweets(DAY))
     assert_failed_with(result, failures, "CuratedTweets", "no HMAC key: set $FLIXLUIGI_HMAC_KEY")
-    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == []
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == [curated_key(pipeline, name="_failure.json")]
+    marker = json.loads(s3(pipeline.seaweed.endpoint).get_object(
+        Bucket=BUCKET, Key=curated_key(pipeline, name="_failure.json"))["Body"].read())
+    assert marker["error"].startswith("no HMAC key")
+    monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", HMAC_KEY)
+    assert build(CuratedTweets(DAY)).scheduling_succeeded
+    assert curated_key(pipeline, name="_failure.json") not in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")
 
 
 def test_missing_bucket(pipeline, failures):
@@ -165,12 +172,13 @@ def test_manifest_reconciles_with_counts_and_fail_policy_publishes_nothing(pipel
     assert manifest["tweets"] == manifest["expected_tweets"] == len(generate_day(DAY, 300, 0).tweets)
     assert manifest["warnings"] == [] and manifest["pages"] == 3 and manifest["partial_errors"] == 0
 
-    monkeypatch.setattr("flixluigi.tasks.XClient.count", lambda self, *a, **k: 5)
+    monkeypatch.setattr(XClient, "count", lambda self, *a, **k: 5)
     pipeline.set("xapi", "reconcile", "fail")
     other = date(2022, 9, 14)
     assert not build(RawTweets(other)).scheduling_succeeded
     assert "counts endpoint expects 5" in str(failures[-1][1])
-    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/tweets/date={other}") == []
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/tweets/date={other}") == [
+        raw_key(pipeline, other, "_failure.json")]
 
 
 def test_range_daily_backfills_a_historical_range_from_one_listing(pipeline, monkeypatch):
