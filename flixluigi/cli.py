@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
+from datetime import date, timedelta
 
 import luigi.configuration
 import pyarrow.parquet as pq
 
-from flixluigi.storage import CURATED_FILE, MANIFEST, RAW_FILE, Storage, StorageError
+from flixluigi.storage import CURATED_FILE, FAILURE, MANIFEST, RAW_FILE, Storage, StorageError
 
 
 def parse_day(value: str) -> date:
@@ -37,6 +37,35 @@ def summary(day: date, samples: int) -> str:
     return "\n".join(lines)
 
 
+def _part(store: Storage, prefix: str, day: date, names: set[str], count: str) -> tuple[str, dict]:
+    """One half of a status line: state, count, and the manifest (empty when there is none)."""
+    if MANIFEST in names:
+        manifest = store.get_json(store.day_key(prefix, day, MANIFEST))
+        return f"ok {manifest.get(count, '?')} {count}", manifest
+    if FAILURE in names:
+        failure = store.get_json(store.day_key(prefix, day, FAILURE))
+        return f"FAILED at {failure.get('failed_at', '?')[:19]}Z: {failure.get('error', '?')}", {}
+    return ("incomplete" if names else "missing"), {}
+
+
+def status(start: date, end: date) -> list[str]:
+    """One line per day from one listing per prefix plus the manifests of the days shown."""
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}; give the range oldest day first")
+    store = Storage.from_config()
+    raw_days, curated_days = store.day_files(store.raw_prefix), store.day_files(store.curated_prefix)
+    lines = []
+    for offset in range((end - start).days + 1):
+        day = start + timedelta(days=offset)
+        raw, raw_manifest = _part(store, store.raw_prefix, day, raw_days.get(day, set()), "tweets")
+        curated, curated_manifest = _part(store, store.curated_prefix, day, curated_days.get(day, set()), "rows")
+        produced = curated_manifest.get("produced_at") or raw_manifest.get("produced_at")
+        warnings = "; ".join(raw_manifest.get("warnings", ()))
+        lines.append(f"{day}  raw: {raw:<16}  curated: {curated:<14}"
+                     + (f"  produced {produced[:19]}Z" if produced else "") + (f"  WARNING: {warnings}" if warnings else ""))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__)
     parser.add_argument("--config", help="luigi.cfg to read besides the default locations")
@@ -44,12 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("summary", help="where a day's objects are and a few curated rows")
     show.add_argument("--date", type=parse_day, required=True, help="UTC day, YYYY-MM-DD")
     show.add_argument("--samples", type=int, default=5, help="curated rows to show (default 5)")
+    days = sub.add_parser("status", help="one line per day: raw and curated present, missing or failed")
+    days.add_argument("--start", type=parse_day, required=True, help="first UTC day, YYYY-MM-DD")
+    days.add_argument("--end", type=parse_day, help="last UTC day, inclusive (default: --start)")
     args = parser.parse_args(argv)
     if args.config:
         luigi.configuration.add_config_path(args.config)
     try:
-        print(summary(args.date, args.samples))
-    except StorageError as exc:
+        if args.command == "summary":
+            print(summary(args.date, args.samples))
+        else:
+            print("\n".join(status(args.start, args.end or args.start)))
+    except (StorageError, ValueError) as exc:
         print(f"flixluigi: {exc}", file=sys.stderr)
         return 1
     return 0
