@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import luigi.configuration
 import pyarrow.parquet as pq
 
-from flixluigi.storage import CURATED_FILE, FAILURE, MANIFEST, RAW_FILE, Storage, StorageError
+from flixluigi.storage import CURATED_FILE, RAW_FILE, Storage, StorageError
 
 
 def parse_day(value: str) -> date:
@@ -22,8 +22,8 @@ def parse_day(value: str) -> date:
 def summary(day: date, samples: int) -> str:
     """Where a day's objects are and what the curated day holds, with a few pseudonymised rows."""
     store = Storage.from_config()
-    raw_manifest = store.get_json(store.raw_key(day, MANIFEST))
-    curated_manifest = store.get_json(store.curated_key(day, MANIFEST))
+    raw_manifest = store.get_json(store.manifest_key(store.raw_prefix, day))
+    curated_manifest = store.get_json(store.manifest_key(store.curated_prefix, day))
     table = pq.read_table(store.read_buffer(store.curated_key(day, CURATED_FILE)))
     lines = [
         f"raw:     {store.url(store.raw_key(day, RAW_FILE))}  ({raw_manifest['pages']} pages, {raw_manifest['tweets']} tweets)",
@@ -37,15 +37,15 @@ def summary(day: date, samples: int) -> str:
     return "\n".join(lines)
 
 
-def _part(store: Storage, prefix: str, day: date, names: set[str], count: str) -> tuple[str, dict]:
+def _part(store: Storage, prefix: str, day: date, state: str | None, count: str) -> tuple[str, dict]:
     """One half of a status line: state, count, and the manifest (empty when there is none)."""
-    if MANIFEST in names:
-        manifest = store.get_json(store.day_key(prefix, day, MANIFEST))
+    if state == "complete":
+        manifest = store.get_json(store.manifest_key(prefix, day))
         return f"ok {manifest.get(count, '?')} {count}", manifest
-    if FAILURE in names:
-        failure = store.get_json(store.day_key(prefix, day, FAILURE))
+    if state == "failed":
+        failure = store.get_json(store.failure_key(prefix, day))
         return f"FAILED at {failure.get('failed_at', '?')[:19]}Z: {failure.get('error', '?')}", {}
-    return ("incomplete" if names else "missing"), {}
+    return "missing", {}
 
 
 def status(start: date, end: date) -> list[str]:
@@ -53,12 +53,12 @@ def status(start: date, end: date) -> list[str]:
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}; give the range oldest day first")
     store = Storage.from_config()
-    raw_days, curated_days = store.day_files(store.raw_prefix), store.day_files(store.curated_prefix)
+    raw_days, curated_days = store.day_states(store.raw_prefix), store.day_states(store.curated_prefix)
     lines = []
     for offset in range((end - start).days + 1):
         day = start + timedelta(days=offset)
-        raw, raw_manifest = _part(store, store.raw_prefix, day, raw_days.get(day, set()), "tweets")
-        curated, curated_manifest = _part(store, store.curated_prefix, day, curated_days.get(day, set()), "rows")
+        raw, raw_manifest = _part(store, store.raw_prefix, day, raw_days.get(day), "tweets")
+        curated, curated_manifest = _part(store, store.curated_prefix, day, curated_days.get(day), "rows")
         produced = curated_manifest.get("produced_at") or raw_manifest.get("produced_at")
         warnings = "; ".join(raw_manifest.get("warnings", ()))
         lines.append(f"{day}  raw: {raw:<16}  curated: {curated:<14}"

@@ -20,7 +20,7 @@ import orjson
 from flixluigi import __version__, config
 from flixluigi.curate import SCHEMA_VERSION, Curator, write_parquet
 from flixluigi.pseudonym import Pseudonymizer, load_key
-from flixluigi.storage import FAILURE, MANIFEST, Storage
+from flixluigi.storage import Storage
 from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
 
 log = logging.getLogger("luigi-interface")
@@ -46,9 +46,10 @@ def pseudonymizer() -> Pseudonymizer:
     return Pseudonymizer(load_key(cfg.key_env, cfg.key_file))
 
 
-def _publish_manifest(store: Storage, key_of: Callable[[str], str], manifest: dict) -> dict:
-    store.put_json(key_of(MANIFEST), manifest)
-    store.delete(key_of(FAILURE))
+def _publish_manifest(store: Storage, prefix: str, day: date, manifest: dict) -> dict:
+    """The last write of a day: it makes the day complete and clears an earlier failure."""
+    store.put_json(store.manifest_key(prefix, day), manifest)
+    store.delete(store.failure_key(prefix, day))
     return manifest
 
 
@@ -67,7 +68,7 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
         # Inside the upload's `with`: a failed reconciliation publishes nothing.
         expected, warning = _reconcile(client, day, window, report)
     stats = client.stats
-    manifest = _publish_manifest(store, lambda name: store.raw_key(day, name), {
+    manifest = _publish_manifest(store, store.raw_prefix, day, {
         "date": day.isoformat(), "query": cfg.query, "endpoint": cfg.endpoint, "object": store.raw_key(day),
         "pages": stats.pages, "tweets": stats.tweets, "expected_tweets": expected,
         "partial_errors": stats.partial_errors, "retries": stats.retries, "rate_limit_waits": stats.rate_limit_waits,
@@ -99,7 +100,7 @@ def curate_day(store: Storage, day: date, pseudonymize: Pseudonymizer, report: R
     curator = Curator(day, pseudonymize)
     with store.open_gzip_lines(store.raw_key(day)) as lines, store.target(store.curated_key(day)).open("w") as sink:
         stats = write_parquet(_counted(lines, report), sink, curator)
-    manifest = _publish_manifest(store, lambda name: store.curated_key(day, name), {
+    manifest = _publish_manifest(store, store.curated_prefix, day, {
         "date": day.isoformat(), "object": store.curated_key(day), "rows": stats.rows, "raw_pages": stats.pages,
         "duplicates_dropped": stats.duplicates, "partial_errors": stats.partial_errors,
         "pseudonym_key_id": pseudonymize.key_id, "schema_version": SCHEMA_VERSION, "client_version": __version__,
@@ -124,7 +125,7 @@ def reprocess_day(store: Storage, day: date, *, refetch: bool, stamp: str, pseud
     replace them whole; if anything fails, the archived copies are put back, so the day that
     was there before is what readers see. Returns the archived keys.
     """
-    if not refetch and not store.exists(store.raw_key(day, MANIFEST)):
+    if not refetch and not store.exists(store.manifest_key(store.raw_prefix, day)):
         raise ValueError(f"{day}: no raw day stored to rebuild from; reprocess with --refetch or run RawTweets first")
     prefixes = [store.curated_prefix, *([store.raw_prefix] if refetch else [])]
     archived = store.archive_day(prefixes, day, stamp)

@@ -1,17 +1,22 @@
 """S3 layout of the pipeline: paths, targets, one-listing completeness, archive.
 
 Built on Luigi's own `S3Client`, so endpoint, region and the rest come from `luigi.cfg`'s
-`[s3]` section. Every object is written whole or not at all (`S3Target` uploads on close);
-a day's `_manifest.json` is written last and marks the day complete.
+`[s3]` section. Every object is written whole or not at all (`S3Target` uploads on close).
+A day's manifest is written last and marks the day complete. Manifests live in one flat
+folder per prefix, `<prefix>/_manifests/date=YYYY-MM-DD.json`, so which of 1,000 days are
+complete is one short listing of one key a day (readers skip `_`-folders).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import IO
 
 import botocore.exceptions
@@ -23,12 +28,10 @@ from luigi.contrib.s3 import S3Client, S3Target
 
 from flixluigi import config
 
-MANIFEST = "_manifest.json"
-# Written when a day's task fails, removed by its next success: `flixluigi status` shows it.
-FAILURE = "_failure.json"
+MANIFESTS = "_manifests"
 RAW_FILE = "pages.jsonl.gz"
 CURATED_FILE = "tweets.parquet"
-_DAY_KEY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/([^/]+)$")
+_MANIFEST_KEY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})(\.failed)?\.json$")
 
 
 class StorageError(Exception):
@@ -54,6 +57,13 @@ def explain(exc: Exception, bucket: str, endpoint: str) -> StorageError:
     return StorageError(f"S3 at {endpoint} failed: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
+@lru_cache(maxsize=8)
+def _shared_client(options: tuple, credentials: tuple[str, str]) -> S3Client:
+    """One S3 client per configuration and process: making a boto3 client costs ~100 ms, and a
+    range of 1,000 days instantiates 2,000 day tasks. `credentials` is only part of the cache key."""
+    return S3Client(**dict(options))
+
+
 @dataclass
 class Storage:
     bucket: str
@@ -65,8 +75,10 @@ class Storage:
     @classmethod
     def from_config(cls) -> Storage:
         cfg = config.storage()
-        return cls(cfg.bucket, cfg.raw_prefix.strip("/"), cfg.curated_prefix.strip("/"),
-                   cfg.archive_prefix.strip("/"), S3Client())
+        credentials = (os.environ.get("AWS_ACCESS_KEY_ID", ""), hashlib.sha256(
+            os.environ.get("AWS_SECRET_ACCESS_KEY", "").encode()).hexdigest())
+        client = _shared_client(tuple(sorted(S3Client._get_s3_config().items())), credentials)
+        return cls(cfg.bucket, cfg.raw_prefix.strip("/"), cfg.curated_prefix.strip("/"), cfg.archive_prefix.strip("/"), client)
 
     @property
     def s3(self):  # boto3's low-level client
@@ -111,23 +123,36 @@ class Storage:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self.fail(exc) from None
 
-    def day_files(self, prefix: str) -> dict[date, set[str]]:
-        """File names of every day partition under `prefix`, from one listing (1,000 keys a request)."""
-        days: dict[date, set[str]] = {}
-        for key in self.list_keys(prefix + "/date="):
-            match = _DAY_KEY.search(key)
+    def manifest_key(self, prefix: str, day: date) -> str:
+        return f"{prefix}/{MANIFESTS}/date={day.isoformat()}.json"
+
+    def failure_key(self, prefix: str, day: date) -> str:
+        """Written when a day's task fails, removed by its next success: `flixluigi status` shows it."""
+        return f"{prefix}/{MANIFESTS}/date={day.isoformat()}.failed.json"
+
+    def day_states(self, prefix: str) -> dict[date, str]:
+        """'complete' or 'failed' for every day that has either, from one listing (1,000 days a request)."""
+        states: dict[date, str] = {}
+        for key in self.list_keys(f"{prefix}/{MANIFESTS}/date="):
+            match = _MANIFEST_KEY.search(key)
             if match:
-                days.setdefault(date.fromisoformat(match.group(1)), set()).add(match.group(2))
-        return days
+                day = date.fromisoformat(match.group(1))
+                if states.get(day) != "complete":
+                    states[day] = "failed" if match.group(2) else "complete"
+        return states
 
     def complete_days(self, prefix: str) -> set[date]:
-        """Days under `prefix` whose manifest exists."""
-        return {day for day, names in self.day_files(prefix).items() if MANIFEST in names}
+        return {day for day, state in self.day_states(prefix).items() if state == "complete"}
+
+    def day_objects(self, prefix: str, day: date) -> list[str]:
+        """The day's data objects and its manifest, if any."""
+        keys = list(self.list_keys(f"{prefix}/date={day.isoformat()}/"))
+        manifest = self.manifest_key(prefix, day)
+        return [*keys, manifest] if self.exists(manifest) else keys
 
     def archive_day(self, prefixes: list[str], day: date, stamp: str) -> list[tuple[str, str]]:
         """Copy the day's objects under each prefix to `<archive>/<stamp>/...`; returns (key, copy) pairs."""
-        pairs = [(key, f"{self.archive_prefix}/{stamp}/{key}")
-                 for prefix in prefixes for key in self.list_keys(f"{prefix}/date={day.isoformat()}/")]
+        pairs = [(key, f"{self.archive_prefix}/{stamp}/{key}") for prefix in prefixes for key in self.day_objects(prefix, day)]
         for key, copy in pairs:
             self.copy(key, copy)
         return pairs

@@ -20,7 +20,7 @@ import luigi
 
 from flixluigi import config
 from flixluigi.days import Reporter, curate_day, fetch_day, make_client, pseudonymizer, reprocess_day
-from flixluigi.storage import CURATED_FILE, FAILURE, MANIFEST, RAW_FILE, Storage
+from flixluigi.storage import CURATED_FILE, RAW_FILE, Storage
 
 log = logging.getLogger("luigi-interface")
 WARNING_EVENT = "flixluigi.warning"
@@ -78,7 +78,7 @@ class DayTask(luigi.Task):
         return self.storage.target(self.key(self.file_name))
 
     def complete(self) -> bool:
-        return self.storage.exists(self.key(MANIFEST))
+        return self.storage.exists(self.storage.manifest_key(self._prefix(self.storage), self.date))
 
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable) -> list:
@@ -105,10 +105,11 @@ class DayTask(luigi.Task):
             self.set_progress_percentage(percent)
 
     def on_failure(self, exception: BaseException) -> str:
-        """Leave a failure marker beside the day (best effort: S3 may be what failed)."""
+        """Leave a failure marker beside the day's manifest (best effort: S3 may be what failed)."""
+        error = (str(exception).splitlines() or [type(exception).__name__])[0]
         try:
-            self.storage.put_json(self.key(FAILURE), {"task": str(self), "error": str(exception).splitlines()[0] if str(exception)
-                                                      else type(exception).__name__, "failed_at": datetime.now(UTC).isoformat()})
+            self.storage.put_json(self.storage.failure_key(self._prefix(self.storage), self.date),
+                                  {"task": str(self), "error": error, "failed_at": datetime.now(UTC).isoformat()})
         except Exception as exc:
             log.warning("could not record the failure of %s in S3: %s", self, exc)
         return super().on_failure(exception)
@@ -183,13 +184,12 @@ class Reprocess(luigi.Task):
         """One line per day: the objects it would archive and rebuild."""
         store = Storage.from_config()
         prefixes = [store.curated_prefix, *([store.raw_prefix] if self.refetch else [])]
-        listed = {prefix: store.day_files(prefix) for prefix in prefixes}
-        raw_days = listed.get(store.raw_prefix) or store.day_files(store.raw_prefix)
+        raw_days = store.complete_days(store.raw_prefix)
         lines = []
         for day in self.days:
-            keys = [store.day_key(prefix, day, name) for prefix in prefixes for name in sorted(listed[prefix].get(day, ()))]
+            keys = [key for prefix in prefixes for key in store.day_objects(prefix, day)]
             source = "re-fetch from the API" if self.refetch else (
-                "rebuild from stored raw day" if MANIFEST in raw_days.get(day, ()) else "NO RAW DAY: would fail")
+                "rebuild from stored raw day" if day in raw_days else "NO RAW DAY: would fail")
             lines.append(f"{day}: {source}; archive {', '.join(keys) or 'nothing (no objects yet)'}")
         return lines
 

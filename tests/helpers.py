@@ -55,3 +55,8 @@ def all_strings(table: pa.Table) -> list[str]:
         if pa.types.is_string(column.type):
             values += [v for v in column.to_pylist() if v is not None]
     return values
+
+
+def manifest_key(run: str, layer: str, day, failed: bool = False) -> str:
+    """Where a day's manifest (or failure marker) lives: `<layer>/tweets/_manifests/date=D.json`."""
+    return f"{run}/{layer}/tweets/_manifests/date={day}{'.failed' if failed else ''}.json"

@@ -15,7 +15,7 @@ import pytest
 
 from flixluigi import CuratedTweets, Reprocess, cli
 from tests.conftest import BUCKET
-from tests.helpers import keys, parquet, s3
+from tests.helpers import keys, manifest_key, parquet, s3
 
 DAY = date(2022, 9, 12)
 NEXT = DAY + timedelta(days=1)
@@ -53,7 +53,7 @@ def test_reprocess_a_day_from_stored_raw_under_a_rotated_key(pipeline, monkeypat
     archived = [k for k in keys(endpoint, f"{pipeline.run}/archive/") if k.endswith("tweets.parquet")]
     assert len(archived) == 1 and archived[0].endswith(curated(pipeline))
     assert body(endpoint, archived[0]) == old
-    manifest = json.loads(body(endpoint, curated(pipeline, name="_manifest.json")))
+    manifest = json.loads(body(endpoint, manifest_key(pipeline.run, "curated", DAY)))
     assert manifest["pseudonym_key_id"] == table.column("pseudonym_key_id")[0].as_py()
 
 
@@ -65,7 +65,8 @@ def test_reprocess_a_range_with_refetch_archives_raw_and_curated(pipeline):
     assert pipeline.api_server.requests_served > served
     archived = keys(endpoint, f"{pipeline.run}/archive/")
     for day in (DAY, NEXT):
-        for key in (raw(pipeline, day), curated(pipeline, day), raw(pipeline, day, "_manifest.json")):
+        for key in (raw(pipeline, day), curated(pipeline, day), manifest_key(pipeline.run, "raw", day),
+                    manifest_key(pipeline.run, "curated", day)):
             assert any(a.endswith(key) for a in archived), key
 
 
@@ -73,7 +74,7 @@ def test_failed_reprocess_puts_the_old_day_back(pipeline, failures):
     endpoint = pipeline.seaweed.endpoint
     assert build(CuratedTweets(DAY)).scheduling_succeeded
     old_parquet = body(endpoint, curated(pipeline))
-    old_manifest = body(endpoint, curated(pipeline, name="_manifest.json"))
+    old_manifest = body(endpoint, manifest_key(pipeline.run, "curated", DAY))
     # A raw day that now holds another day's tweet: the quality gate refuses to publish it.
     bad = {"data": [{"id": "1", "text": "x", "created_at": "2022-09-13T00:00:01.000Z"}], "meta": {"result_count": 1}}
     s3(endpoint).put_object(Bucket=BUCKET, Key=raw(pipeline), Body=gzip.compress(json.dumps(bad).encode() + b"\n"))
@@ -81,7 +82,7 @@ def test_failed_reprocess_puts_the_old_day_back(pipeline, failures):
     assert not build(Reprocess(start=DAY)).scheduling_succeeded
     assert "outside 2022-09-12" in str(failures[-1][1])
     assert body(endpoint, curated(pipeline)) == old_parquet
-    assert body(endpoint, curated(pipeline, name="_manifest.json")) == old_manifest
+    assert body(endpoint, manifest_key(pipeline.run, "curated", DAY)) == old_manifest
 
 
 def test_reprocess_without_raw_day_fails_with_the_fix(pipeline, failures):
@@ -98,8 +99,8 @@ def test_dry_run_lists_and_changes_nothing(pipeline, capsys):
     assert build(Reprocess(start=DAY, end=NEXT, dry_run=True)).scheduling_succeeded
     out = capsys.readouterr().out.splitlines()
     plan = [line for line in out if line.startswith("dry run: ")]
-    assert plan[0] == f"dry run: {DAY}: rebuild from stored raw day; archive {curated(pipeline, name='_manifest.json')}, " \
-                      f"{curated(pipeline)}"
+    assert plan[0] == f"dry run: {DAY}: rebuild from stored raw day; archive {curated(pipeline)}, " \
+                      f"{manifest_key(pipeline.run, 'curated', DAY)}"
     assert plan[1] == f"dry run: {NEXT}: NO RAW DAY: would fail; archive nothing (no objects yet)"
     assert keys(endpoint, f"{pipeline.run}/") == before
 

@@ -19,7 +19,7 @@ from flixluigi.sandbox.generator import generate_day
 from flixluigi.storage import Storage
 from flixluigi.xapi import XClient
 from tests.conftest import ACCESS_KEY, BUCKET, FIXTURES, HMAC_KEY, SECRET_KEY, TOKEN, api_url
-from tests.helpers import all_strings, keys, parquet, raw_pages, s3, sandbox_pages
+from tests.helpers import all_strings, keys, manifest_key, parquet, raw_pages, s3, sandbox_pages
 
 DAY = date(2022, 9, 12)
 
@@ -60,8 +60,8 @@ def test_day_end_to_end(pipeline):
     strings = all_strings(table)
     assert not [s for s in strings for uid in raw_user_ids if uid in s]
     assert set(keys(endpoint, f"{pipeline.run}/")) == {
-        raw_key(pipeline), raw_key(pipeline, name="_manifest.json"),
-        curated_key(pipeline), curated_key(pipeline, name="_manifest.json")}
+        raw_key(pipeline), manifest_key(pipeline.run, "raw", DAY),
+        curated_key(pipeline), manifest_key(pipeline.run, "curated", DAY)}
 
 
 def test_second_run_fetches_nothing(pipeline):
@@ -112,13 +112,13 @@ def test_missing_hmac_key_writes_no_curated_object(pipeline, failures, monkeypat
     monkeypatch.delenv("FLIXLUIGI_HMAC_KEY")
     result = build(CuratedTweets(DAY))
     assert_failed_with(result, failures, "CuratedTweets", "no HMAC key: set $FLIXLUIGI_HMAC_KEY")
-    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == [curated_key(pipeline, name="_failure.json")]
-    marker = json.loads(s3(pipeline.seaweed.endpoint).get_object(
-        Bucket=BUCKET, Key=curated_key(pipeline, name="_failure.json"))["Body"].read())
+    failed = manifest_key(pipeline.run, "curated", DAY, failed=True)
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == [failed]
+    marker = json.loads(s3(pipeline.seaweed.endpoint).get_object(Bucket=BUCKET, Key=failed)["Body"].read())
     assert marker["error"].startswith("no HMAC key")
     monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", HMAC_KEY)
     assert build(CuratedTweets(DAY)).scheduling_succeeded
-    assert curated_key(pipeline, name="_failure.json") not in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")
+    assert failed not in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")
 
 
 def test_missing_bucket(pipeline, failures):
@@ -168,7 +168,7 @@ def test_no_username_of_the_day_survives_curation(pipeline):
 def test_manifest_reconciles_with_counts_and_fail_policy_publishes_nothing(pipeline, failures, monkeypatch):
     assert build(RawTweets(DAY)).scheduling_succeeded
     manifest = json.loads(s3(pipeline.seaweed.endpoint).get_object(
-        Bucket=BUCKET, Key=raw_key(pipeline, name="_manifest.json"))["Body"].read())
+        Bucket=BUCKET, Key=manifest_key(pipeline.run, "raw", DAY))["Body"].read())
     assert manifest["tweets"] == manifest["expected_tweets"] == len(generate_day(DAY, 300, 0).tweets)
     assert manifest["warnings"] == [] and manifest["pages"] == 3 and manifest["partial_errors"] == 0
 
@@ -177,8 +177,8 @@ def test_manifest_reconciles_with_counts_and_fail_policy_publishes_nothing(pipel
     other = date(2022, 9, 14)
     assert not build(RawTweets(other)).scheduling_succeeded
     assert "counts endpoint expects 5" in str(failures[-1][1])
-    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/tweets/date={other}") == [
-        raw_key(pipeline, other, "_failure.json")]
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/") == sorted([
+        raw_key(pipeline), manifest_key(pipeline.run, "raw", other, failed=True), manifest_key(pipeline.run, "raw", DAY)])
 
 
 def test_range_daily_backfills_a_historical_range_from_one_listing(pipeline, monkeypatch):

@@ -1,0 +1,51 @@
+"""A short range through a real luigid: the web view's API shows the days DONE with progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, free_port
+
+
+@pytest.fixture
+def luigid(tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "LUIGID_PORT": str(port), "LUIGID_DIR": str(tmp_path / "luigid")}
+    script = str(ROOT / "scripts" / "luigid.sh")
+    subprocess.run([script, "start"], env=env, check=True, capture_output=True, timeout=60)
+    yield port
+    subprocess.run([script, "stop"], env=env, check=True, capture_output=True, timeout=60)
+    assert (tmp_path / "luigid" / "state.pickle").exists(), "luigid saves its state on shutdown"
+
+
+def tasks(port: int, status: str) -> dict:
+    answer = requests.get(f"http://127.0.0.1:{port}/api/task_list", params={"data": json.dumps({"status": status})}, timeout=10)
+    return answer.json()["response"]
+
+
+def test_range_through_luigid_reports_progress_and_status(pipeline, luigid, tmp_path):
+    pipeline.settings["RangeDaily"] = {"days_back": "36500"}
+    cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
+    done = subprocess.run([str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "RangeDaily",
+                           "--of", "CuratedTweets", "--start", "2021-01-01", "--stop", "2021-01-03",
+                           "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid)],
+                          env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    finished = tasks(luigid, "DONE")
+    curated = {t["params"]["date"]: t for t in finished.values() if t["name"] == "CuratedTweets"}
+    raw = {t["params"]["date"]: t for t in finished.values() if t["name"] == "RawTweets"}
+    assert set(curated) == set(raw) == {"2021-01-01", "2021-01-02"}
+    for task in curated.values():
+        assert task["progress_percentage"] == 100 and task["status_message"].startswith("done: ")
+        assert task["status_message"].endswith(" rows")
+    for task in raw.values():
+        assert task["progress_percentage"] == 100 and " pages, " in task["status_message"]
+    assert tasks(luigid, "FAILED") == {}
