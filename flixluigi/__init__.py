@@ -5,6 +5,6 @@
 
 __version__ = "0.1.0"
 
-from flixluigi.tasks import ApiAvailable, CuratedTweets, LastWeek, RawTweets, Reprocess
+from flixluigi.tasks import ApiAvailable, CuratedTweets, LastWeek, Preflight, RawTweets, Reprocess
 
-__all__ = ["ApiAvailable", "CuratedTweets", "LastWeek", "RawTweets", "Reprocess", "__version__"]
+__all__ = ["ApiAvailable", "CuratedTweets", "LastWeek", "Preflight", "RawTweets", "Reprocess", "__version__"]

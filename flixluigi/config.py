@@ -8,6 +8,8 @@ S3 credentials come from boto3's usual sources (`AWS_ACCESS_KEY_ID`, `AWS_SECRET
 
 from __future__ import annotations
 
+import re
+
 import luigi
 
 DEFAULT_TWEET_FIELDS = ("attachments,author_id,conversation_id,created_at,entities,geo,id,in_reply_to_user_id,lang,"
@@ -41,6 +43,10 @@ class xapi(luigi.Config):  # noqa: N801
                                       description="after a fetch, compare with the counts endpoint: warn, fail the day, or skip")
     count_tolerance = luigi.FloatParameter(default=0.01,
                                            description="share of the expected count a fetch may differ by before reconcile acts")
+    empty_day = luigi.ChoiceParameter(choices=["fail", "warn"], default="fail",
+                                      description="a day with no tweet: fail it (stays missing, retried) or publish it empty and warn")
+    long_wait_warning = luigi.FloatParameter(default=300.0,
+                                             description="rate-limit waits longer than this (seconds) raise a warning notification")
     backoff_factor = luigi.FloatParameter(default=1.0,
                                           description="seconds of the first retry delay; doubles per retry, with jitter")
 
@@ -48,3 +54,52 @@ class xapi(luigi.Config):  # noqa: N801
 class pseudonym(luigi.Config):  # noqa: N801
     key_env = luigi.Parameter(default="FLIXLUIGI_HMAC_KEY", description="environment variable that holds the HMAC key")
     key_file = luigi.Parameter(default="", description="file that holds the HMAC key; used when the variable is unset")
+
+
+class notify(luigi.Config):  # noqa: N801
+    slack_webhook_env = luigi.Parameter(default="FLIXLUIGI_SLACK_WEBHOOK",
+                                        description="environment variable with a Slack incoming-webhook URL; unset: no Slack")
+    webhook_env = luigi.Parameter(default="FLIXLUIGI_WEBHOOK",
+                                  description="environment variable with a URL that receives JSON events; unset: none")
+    timeout = luigi.FloatParameter(default=3.0, description="seconds a notification may take before it is given up (logged)")
+
+
+class SettingsError(ValueError):
+    """A luigi.cfg value that cannot work; the message names the section, key and fix."""
+
+
+SECTIONS: tuple[type[luigi.Config], ...] = (storage, xapi, pseudonym, notify)
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _load(section: type[luigi.Config]) -> luigi.Config:
+    try:
+        return section()
+    except Exception as exc:  # Luigi's own parse errors: keep their detail, name the section
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SettingsError(f"luigi.cfg [{section.__name__}] is invalid: {detail}") from None
+
+
+def check_settings() -> None:
+    """Every section parses and every value can work, before any work starts."""
+    s, x, _, n = (_load(section) for section in SECTIONS)
+    limits = {"recent": (10, 100), "all": (10, 500)}[x.endpoint]
+    problems = [
+        (not BUCKET_RE.match(s.bucket), f"[storage] bucket = {s.bucket!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)"),
+        (len({s.raw_prefix.strip('/'), s.curated_prefix.strip('/'), s.archive_prefix.strip('/')}) < 3
+         or not all(p.strip("/") for p in (s.raw_prefix, s.curated_prefix, s.archive_prefix)),
+         "[storage] raw_prefix, curated_prefix and archive_prefix must be three different non-empty prefixes"),
+        (not x.base_url.startswith(("http://", "https://")), f"[xapi] base_url = {x.base_url!r} must start with http:// or https://"),
+        (not x.query.strip(), "[xapi] query is empty; set it to the search query, e.g. #FlixBus"),
+        (not limits[0] <= x.max_results <= limits[1],
+         f"[xapi] max_results = {x.max_results} must be {limits[0]}..{limits[1]} for endpoint = {x.endpoint}"),
+        (x.timeout <= 0, f"[xapi] timeout = {x.timeout} must be more than 0 seconds"),
+        (x.max_tries < 1, f"[xapi] max_tries = {x.max_tries} must be at least 1"),
+        (x.max_rate_limit_wait < 0, f"[xapi] max_rate_limit_wait = {x.max_rate_limit_wait} must not be negative"),
+        (not 0 <= x.count_tolerance < 1, f"[xapi] count_tolerance = {x.count_tolerance} must be a share from 0 to below 1"),
+        (x.backoff_factor < 0, f"[xapi] backoff_factor = {x.backoff_factor} must not be negative"),
+        (n.timeout <= 0, f"[notify] timeout = {n.timeout} must be more than 0 seconds"),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise SettingsError(f"luigi.cfg {message}")

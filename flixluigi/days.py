@@ -65,19 +65,33 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
         for page in client.search(cfg.query, window, endpoint=cfg.endpoint, max_results=cfg.max_results, fields=fields):
             raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
             report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
-        # Inside the upload's `with`: a failed reconciliation publishes nothing.
+        # Inside the upload's `with`: a day refused here publishes nothing.
         expected, warning = _reconcile(client, day, window, report)
+        warnings = [warning] if warning else []
+        if client.stats.tweets == 0:
+            warnings.append(_empty_day(day, report))
     stats = client.stats
+    if stats.rate_limit_wait_seconds > cfg.long_wait_warning:
+        warnings.append(report.warn(f"{day}: waited {stats.rate_limit_wait_seconds:.0f}s for rate limits "
+                                    f"({stats.rate_limit_waits} waits); other jobs may share the app's budget"))
     manifest = _publish_manifest(store, store.raw_prefix, day, {
         "date": day.isoformat(), "query": cfg.query, "endpoint": cfg.endpoint, "object": store.raw_key(day),
         "pages": stats.pages, "tweets": stats.tweets, "expected_tweets": expected,
         "partial_errors": stats.partial_errors, "retries": stats.retries, "rate_limit_waits": stats.rate_limit_waits,
         "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
         "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
-        "produced_at": datetime.now(UTC).isoformat(), "warnings": [warning] if warning else [],
+        "produced_at": datetime.now(UTC).isoformat(), "warnings": warnings,
     })
     report.progress(f"done: {stats.pages} pages, {stats.tweets} tweets", 100)
     return manifest
+
+
+def _empty_day(day: date, report: Reporter) -> str:
+    cfg = config.xapi()
+    if cfg.empty_day == "fail":
+        raise XApiError(f"{day}: the API returned no tweet for {cfg.query!r}; check [xapi] query and the API access, "
+                        "or set [xapi] empty_day = warn if the day is really empty")
+    return report.warn(f"{day}: no tweet for {cfg.query!r}; published an empty day ([xapi] empty_day = warn)")
 
 
 def _reconcile(client: XClient, day: date, window: Window, report: Reporter) -> tuple[int | None, str | None]:

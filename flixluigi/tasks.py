@@ -17,13 +17,14 @@ from functools import cached_property
 from typing import ClassVar
 
 import luigi
+import luigi.configuration
 
 from flixluigi import config
 from flixluigi.days import Reporter, curate_day, fetch_day, make_client, pseudonymizer, reprocess_day
-from flixluigi.storage import CURATED_FILE, RAW_FILE, Storage
+from flixluigi.notify import WARNING_EVENT
+from flixluigi.storage import CURATED_FILE, RAW_FILE, Storage, StorageError
 
 log = logging.getLogger("luigi-interface")
-WARNING_EVENT = "flixluigi.warning"
 
 
 class DayParameter(luigi.DateParameter):
@@ -36,24 +37,54 @@ class DayParameter(luigi.DateParameter):
             raise ValueError(f"{s!r} is not a date: use YYYY-MM-DD, e.g. 2022-09-12") from None
 
 
-class ApiAvailable(luigi.Task):
+class _OncePerProcess(luigi.Task):
+    """A check that runs once per worker process and setting; later runs of the process skip it."""
+
+    _passed: ClassVar[set[str]] = set()
+
+    def identity(self) -> str:
+        raise NotImplementedError
+
+    def complete(self) -> bool:
+        return f"{self.task_family}|{self.identity()}" in self._passed
+
+    def passed(self) -> None:
+        self._passed.add(f"{self.task_family}|{self.identity()}")
+
+
+class Preflight(_OncePerProcess):
+    """Settings, secrets and S3 are usable: fail before any work with one line that says what to fix."""
+
+    def identity(self) -> str:
+        cfg = luigi.configuration.get_config()
+        settings = repr([(s, sorted(cfg.items(s))) for s in ("s3", "storage", "xapi", "pseudonym", "notify") if cfg.has_section(s)])
+        names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", config.xapi().token_env, config.pseudonym().key_env)
+        return hashlib.sha256((settings + repr([os.environ.get(n) for n in names])).encode()).hexdigest()
+
+    def run(self) -> None:
+        config.check_settings()
+        if not os.environ.get(config.xapi().token_env):
+            raise ValueError(f"no bearer token: export ${config.xapi().token_env} (the X API app's bearer token)")
+        pseudonymizer()
+        Storage.from_config().check()
+        self.passed()
+
+
+class ApiAvailable(_OncePerProcess):
     """The API answers and accepts the token; checked once per worker process before any fetch."""
 
-    _checked: ClassVar[set[str]] = set()
-
-    @staticmethod
-    def _identity() -> str:
+    def identity(self) -> str:
         cfg = config.xapi()
         token = os.environ.get(cfg.token_env, "")
         return f"{cfg.base_url}|{cfg.endpoint}|{hashlib.sha256(token.encode()).hexdigest()}"
 
-    def complete(self) -> bool:
-        return self._identity() in self._checked
+    def requires(self) -> Preflight:
+        return Preflight()
 
     def run(self) -> None:
         cfg = config.xapi()
         make_client().check(cfg.query, endpoint=cfg.endpoint)
-        self._checked.add(self._identity())
+        self.passed()
 
 
 class DayTask(luigi.Task):
@@ -78,7 +109,12 @@ class DayTask(luigi.Task):
         return self.storage.target(self.key(self.file_name))
 
     def complete(self) -> bool:
-        return self.storage.exists(self.storage.manifest_key(self._prefix(self.storage), self.date))
+        try:
+            return self.storage.exists(self.storage.manifest_key(self._prefix(self.storage), self.date))
+        except StorageError as exc:
+            # Unknown counts as not done: Preflight then fails with this reason in one line.
+            log.warning("%s: cannot tell whether it is complete: %s", self, exc)
+            return False
 
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable) -> list:
@@ -134,8 +170,8 @@ class CuratedTweets(DayTask):
     prefix_setting = "curated_prefix"
     file_name = CURATED_FILE
 
-    def requires(self) -> RawTweets:
-        return RawTweets(self.date)
+    def requires(self) -> list[luigi.Task]:
+        return [Preflight(), RawTweets(self.date)]
 
     def run(self) -> None:
         curate_day(self.storage, self.date, pseudonymizer(), self.reporter())
@@ -175,7 +211,7 @@ class Reprocess(luigi.Task):
         return [self.start + timedelta(days=n) for n in range((last - self.start).days + 1)]
 
     def requires(self) -> list[luigi.Task]:
-        return [ApiAvailable()] if self.refetch and not self.dry_run else []
+        return [] if self.dry_run else [ApiAvailable()] if self.refetch else [Preflight()]
 
     def complete(self) -> bool:
         return self._done

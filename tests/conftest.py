@@ -21,6 +21,7 @@ import pytest
 from luigi.task_register import Register
 
 from flixluigi import sandbox
+from flixluigi.tasks import _OncePerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "x_api_v2"
@@ -119,6 +120,7 @@ def pipeline(seaweed: Seaweed, api_server: sandbox.SandboxServer, monkeypatch: p
         for key, value in values.items():
             cfg.set(section, key, value)
     Register.clear_instance_cache()
+    _OncePerProcess._passed.clear()
     yield Pipeline(run, settings, seaweed, api_server)
     for section, values in saved.items():
         cfg.remove_section(section)

@@ -124,16 +124,21 @@ def test_bad_dates_on_the_command_line(pipeline, tmp_path: Path, args, message):
     assert message in done.stderr.strip().splitlines()[-1]
 
 
-def test_status_shows_done_failed_and_missing_days(pipeline, monkeypatch, capsys):
+def test_status_shows_done_failed_and_missing_days(pipeline, capsys):
     assert build(CuratedTweets(DAY)).scheduling_succeeded
-    monkeypatch.delenv("FLIXLUIGI_HMAC_KEY")
-    assert not build(CuratedTweets(NEXT)).scheduling_succeeded
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("flixluigi.days.write_parquet", _fail)
+        assert not build(CuratedTweets(NEXT)).scheduling_succeeded
     capsys.readouterr()
     assert cli.main(["status", "--start", str(DAY), "--end", str(NEXT + timedelta(days=1))]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     assert lines[0].startswith(f"{DAY}  raw: ok ") and "curated: ok " in lines[0] and " rows" in lines[0]
-    assert lines[1].startswith(f"{NEXT}  raw: ok ") and "curated: FAILED at " in lines[1] and "no HMAC key" in lines[1]
+    assert lines[1].startswith(f"{NEXT}  raw: ok ") and "curated: FAILED at " in lines[1] and "disk on fire" in lines[1]
     assert lines[2] == f"{NEXT + timedelta(days=1)}  raw: missing           curated: missing       "
     assert cli.main(["status", "--start", str(NEXT), "--end", str(DAY)]) == 1
     assert "before --start" in capsys.readouterr().err
+
+
+def _fail(*args: object, **kwargs: object) -> None:
+    raise OSError("disk on fire")

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from flixluigi import CuratedTweets, RawTweets, config, sandbox
+from flixluigi.curate import QualityError
 from flixluigi.sandbox.generator import generate_day
 from flixluigi.storage import Storage
 from flixluigi.xapi import XClient
@@ -108,17 +109,32 @@ def test_wrong_token(pipeline, failures, monkeypatch):
     assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/") == []
 
 
-def test_missing_hmac_key_writes_no_curated_object(pipeline, failures, monkeypatch):
+def test_missing_hmac_key_fails_before_any_work(pipeline, failures, monkeypatch):
     monkeypatch.delenv("FLIXLUIGI_HMAC_KEY")
+    served = pipeline.api_server.requests_served
     result = build(CuratedTweets(DAY))
-    assert_failed_with(result, failures, "CuratedTweets", "no HMAC key: set $FLIXLUIGI_HMAC_KEY")
+    assert_failed_with(result, failures, "Preflight", "no HMAC key: set $FLIXLUIGI_HMAC_KEY")
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/") == []
+    assert pipeline.api_server.requests_served == served
+    monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", HMAC_KEY)
+    assert build(CuratedTweets(DAY)).scheduling_succeeded
+
+
+def test_failed_day_leaves_a_marker_until_it_succeeds(pipeline):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("flixluigi.days.write_parquet", _raise_quality_error)
+        assert not build(CuratedTweets(DAY)).scheduling_succeeded
     failed = manifest_key(pipeline.run, "curated", DAY, failed=True)
     assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == [failed]
     marker = json.loads(s3(pipeline.seaweed.endpoint).get_object(Bucket=BUCKET, Key=failed)["Body"].read())
-    assert marker["error"].startswith("no HMAC key")
-    monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", HMAC_KEY)
+    assert marker["error"] == "injected quality failure" and marker["task"] == f"CuratedTweets(date={DAY})"
     assert build(CuratedTweets(DAY)).scheduling_succeeded
-    assert failed not in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == sorted(
+        [curated_key(pipeline), manifest_key(pipeline.run, "curated", DAY)])
+
+
+def _raise_quality_error(*args: object, **kwargs: object) -> None:
+    raise QualityError("injected quality failure")
 
 
 def test_missing_bucket(pipeline, failures):
