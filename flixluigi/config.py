@@ -62,6 +62,8 @@ class notify(luigi.Config):  # noqa: N801
     webhook_env = luigi.Parameter(default="FLIXLUIGI_WEBHOOK",
                                   description="environment variable with a URL that receives JSON events; unset: none")
     timeout = luigi.FloatParameter(default=3.0, description="seconds a notification may take before it is given up (logged)")
+    scheduler_url = luigi.Parameter(default="", description="luigid web view URL for links in messages; empty: taken from "
+                                                            "the `luigi` command line's scheduler options")
 
 
 class SettingsError(ValueError):

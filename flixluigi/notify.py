@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import luigi
 import luigi.interface
 import requests
+from luigi.cmdline_parser import CmdlineParser
 
 from flixluigi import config
 from flixluigi.curate import QualityError
@@ -63,12 +64,17 @@ def redact(text: str) -> str:
 
 
 def scheduler_link(task: luigi.Task) -> str | None:
-    """The task's page in luigid's web view, or None with the local scheduler."""
-    core = luigi.interface.core()
-    if core.local_scheduler:
-        return None
-    base = (core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}").rstrip("/")
-    return f"{base}/static/visualiser/index.html#tab=graph&taskId={task.task_id}"
+    """The task's page in luigid's web view: from [notify] scheduler_url, else from the `luigi`
+    command line's scheduler options; None with the local scheduler."""
+    base = config.notify().scheduler_url
+    if not base:
+        if CmdlineParser.get_instance() is None:
+            return None
+        core = luigi.interface.core()
+        if core.local_scheduler:
+            return None
+        base = core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}"
+    return f"{base.rstrip('/')}/static/visualiser/index.html#tab=graph&taskId={task.task_id}"
 
 
 def task_day(task: luigi.Task) -> str | None:

@@ -8,11 +8,15 @@ so tests never see each other's days.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import socket
 import subprocess
+import threading
+import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import luigi
@@ -104,6 +108,8 @@ def pipeline(seaweed: Seaweed, api_server: sandbox.SandboxServer, monkeypatch: p
     monkeypatch.setenv("X_BEARER_TOKEN", TOKEN)
     monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", HMAC_KEY)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+    for name in ("FLIXLUIGI_SLACK_WEBHOOK", "FLIXLUIGI_WEBHOOK"):
+        monkeypatch.delenv(name, raising=False)
     settings = {
         "s3": {"endpoint_url": seaweed.endpoint, "region_name": "us-east-1"},
         "storage": {"bucket": BUCKET, "raw_prefix": f"{run}/raw/tweets", "curated_prefix": f"{run}/curated/tweets",
@@ -111,6 +117,9 @@ def pipeline(seaweed: Seaweed, api_server: sandbox.SandboxServer, monkeypatch: p
         "xapi": {"base_url": api_url(api_server), "endpoint": "all", "max_results": "100", "backoff_factor": "0.05",
                  "timeout": "10"},
         "pseudonym": {"key_env": "FLIXLUIGI_HMAC_KEY", "key_file": ""},
+        # Failed tasks end the test's build at once; test_faults turns the retry policy back on.
+        "worker": {"keep_alive": "false"},
+        "scheduler": {"retry_delay": "1"},
     }
     cfg = luigi.configuration.get_config()
     saved = {s: dict(cfg.items(s)) if cfg.has_section(s) else None for s in settings}
@@ -162,3 +171,50 @@ def failures():
     luigi.Task.event_handler(luigi.Event.FAILURE)(record)
     yield seen
     luigi.Task._event_callbacks[luigi.Task][luigi.Event.FAILURE].discard(record)
+
+
+class Recorder(ThreadingHTTPServer):
+    """Stands in for Slack and a JSON webhook: records every POSTed body by path."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+        self.received: list[tuple[str, dict]] = []
+        self.delay = 0.0
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def bodies(self, path: str) -> list[dict]:
+        return [body for where, body in self.received if where == path]
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        time.sleep(self.server.delay)
+        self.server.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+@pytest.fixture
+def slack(pipeline, monkeypatch):
+    """Slack (/slack) and JSON webhook (/hook) stand-ins, wired through the environment."""
+    recorder = Recorder()
+    monkeypatch.setenv("FLIXLUIGI_SLACK_WEBHOOK", recorder.url("/slack"))
+    monkeypatch.setenv("FLIXLUIGI_WEBHOOK", recorder.url("/hook"))
+    import flixluigi.notify
+
+    flixluigi.notify._sent.clear()
+    yield recorder
+    recorder.shutdown()

@@ -49,3 +49,16 @@ def test_range_through_luigid_reports_progress_and_status(pipeline, luigid, tmp_
     for task in raw.values():
         assert task["progress_percentage"] == 100 and " pages, " in task["status_message"]
     assert tasks(luigid, "FAILED") == {}
+
+
+def test_failure_notification_links_to_the_task_in_luigid(pipeline, luigid, slack, tmp_path):
+    cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
+    done = subprocess.run([str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "RawTweets",
+                           "--date", "2022-09-12", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid)],
+                          env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg), "X_BEARER_TOKEN": "not-the-token"},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 30, done.stderr[-2000:]
+    [event] = slack.bodies("/hook")
+    assert event["link"].startswith(f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId=ApiAvailable__")
+    assert event["link"] in slack.bodies("/slack")[0]["text"]
+    assert "not-the-token" not in repr(slack.received)

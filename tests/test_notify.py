@@ -1,0 +1,124 @@
+"""Notifications through Luigi's real events to local Slack and webhook stand-ins over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import luigi
+import pytest
+from luigi.execution_summary import LuigiStatusCode
+
+from flixluigi import CuratedTweets, RawTweets, notify, sandbox
+from tests.conftest import HMAC_KEY, TOKEN, api_url
+from tests.helpers import keys, manifest_key
+
+DAY = date(2022, 9, 12)
+
+
+def build(*tasks):
+    return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, workers=1)
+
+
+def test_failure_is_notified_once_with_hint_and_no_secret(pipeline, slack, monkeypatch):
+    monkeypatch.setenv("X_BEARER_TOKEN", "wrong-but-secret-token-4711")
+    assert not build(CuratedTweets(DAY), CuratedTweets(date(2022, 9, 13))).scheduling_succeeded
+    [text] = [m["text"] for m in slack.bodies("/slack")]
+    assert text.startswith("flixluigi failure: ApiAvailable: X API rejected the bearer token (HTTP 401: Unauthorized)")
+    assert "Hint: renew the bearer token" in text and "luigid" not in text  # local scheduler: no link
+    [event] = slack.bodies("/hook")
+    assert event["event"] == "failure" and event["task_family"] == "ApiAvailable" and event["link"] is None
+    everything = repr(slack.received)
+    assert "wrong-but-secret-token-4711" not in everything and HMAC_KEY not in everything
+    assert slack.url("/slack") not in everything
+
+
+def test_day_failure_names_the_day(pipeline, slack, monkeypatch):
+    monkeypatch.setattr("flixluigi.days.write_parquet", _quality_failure)
+    assert not build(CuratedTweets(DAY)).scheduling_succeeded
+    [event] = slack.bodies("/hook")
+    assert event["day"] == "2022-09-12" and event["error"] == "tweet 1 is outside the day"
+    assert "Reprocess --start DAY --refetch" in event["hint"]
+
+
+def test_empty_day_fails_by_default_and_warns_when_asked(pipeline, slack, failures):
+    pipeline.set("xapi", "query", "#NoSuchTagAnywhere")
+    assert not build(RawTweets(DAY)).scheduling_succeeded
+    assert "the API returned no tweet for '#NoSuchTagAnywhere'" in str(failures[-1][1])
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/tweets/date=") == []
+
+    pipeline.set("xapi", "empty_day", "warn")
+    assert build(CuratedTweets(DAY)).scheduling_succeeded
+    warnings = [e for e in slack.bodies("/hook") if e["event"] == "warning"]
+    assert len(warnings) == 1 and "published an empty day" in warnings[0]["error"]
+    assert manifest_key(pipeline.run, "curated", DAY) in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")
+
+
+def test_counts_mismatch_is_a_warning(pipeline, slack, monkeypatch):
+    from flixluigi.xapi import XClient
+
+    monkeypatch.setattr(XClient, "count", lambda self, *a, **k: 10_000)
+    assert build(RawTweets(DAY)).scheduling_succeeded
+    [warning] = [e for e in slack.bodies("/hook") if e["event"] == "warning"]
+    assert "counts endpoint expects 10000" in warning["error"]
+
+
+def test_undeliverable_notifications_never_fail_the_pipeline(pipeline, slack, monkeypatch):
+    monkeypatch.setenv("FLIXLUIGI_SLACK_WEBHOOK", "http://127.0.0.1:9/nothing-listens")
+    slack.delay = 3
+    pipeline.set("notify", "timeout", "0.5")
+    pipeline.set("xapi", "query", "#NoSuchTagAnywhere")
+    pipeline.set("xapi", "empty_day", "warn")
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logging.getLogger("luigi-interface").addHandler(handler)
+    try:
+        assert build(RawTweets(DAY)).scheduling_succeeded
+    finally:
+        logging.getLogger("luigi-interface").removeHandler(handler)
+    logged = "\n".join(records)
+    assert "Slack notification not delivered (ConnectionError)" in logged
+    assert "webhook notification not delivered (ReadTimeout)" in logged
+    assert "nothing-listens" not in logged
+
+
+@pytest.mark.faults
+def test_transient_failure_is_retried_by_the_scheduler_and_notified_once(pipeline, slack, failures):
+    faults = sandbox.Faults(rate=1.0, kinds=("503",))
+    flaky = sandbox.start(token=TOKEN, faults=faults)
+    try:
+        pipeline.set("xapi", "base_url", api_url(flaky))
+        pipeline.set("xapi", "max_tries", "1")
+        pipeline.set("worker", "keep_alive", "true")
+        pipeline.set("scheduler", "retry_delay", "1")
+        pipeline.set("scheduler", "retry_count", "3")
+
+        def recover(task, exception):
+            faults.rate = 0.0
+
+        luigi.Task.event_handler(luigi.Event.FAILURE)(recover)
+        try:
+            result = build(RawTweets(DAY))
+        finally:
+            luigi.Task._event_callbacks[luigi.Task][luigi.Event.FAILURE].discard(recover)
+    finally:
+        flaky.shutdown()
+    assert result.status == LuigiStatusCode.SUCCESS_WITH_RETRY, result.summary_text
+    assert len(failures) == 1
+    assert len([e for e in slack.bodies("/hook") if e["event"] == "failure"]) == 1
+    assert manifest_key(pipeline.run, "raw", DAY) in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/")
+
+
+def test_redact_hides_every_configured_secret(monkeypatch):
+    monkeypatch.setenv("X_BEARER_TOKEN", "AAAAtokenvalue")
+    monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", "hmac-secret-value-0123456789abcdef0123")
+    monkeypatch.setenv("FLIXLUIGI_SLACK_WEBHOOK", "https://hooks.example/T000/B000/XXXX")
+    text = "token AAAAtokenvalue key hmac-secret-value-0123456789abcdef0123 url https://hooks.example/T000/B000/XXXX"
+    assert notify.redact(text) == "token [redacted] key [redacted] url [redacted]"
+
+
+def _quality_failure(*args: object, **kwargs: object) -> None:
+    from flixluigi.curate import QualityError
+
+    raise QualityError("tweet 1 is outside the day")
