@@ -61,7 +61,8 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     client = make_client(on_status=report.progress)
     fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
     started = time.monotonic()
-    with store.target(store.raw_key(day)).open("w") as sink, gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as raw:
+    with store.errors_explained(), store.target(store.raw_key(day)).open("w") as sink, \
+            gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as raw:
         for page in client.search(cfg.query, window, endpoint=cfg.endpoint, max_results=cfg.max_results, fields=fields):
             raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
             report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
@@ -112,7 +113,8 @@ def curate_day(store: Storage, day: date, pseudonymize: Pseudonymizer, report: R
     """One row per distinct tweet of the stored raw day, pseudonymised, as Parquet."""
     store.check()
     curator = Curator(day, pseudonymize)
-    with store.open_gzip_lines(store.raw_key(day)) as lines, store.target(store.curated_key(day)).open("w") as sink:
+    with store.errors_explained(), store.open_gzip_lines(store.raw_key(day)) as lines, \
+            store.target(store.curated_key(day)).open("w") as sink:
         stats = write_parquet(_counted(lines, report), sink, curator)
     manifest = _publish_manifest(store, store.curated_prefix, day, {
         "date": day.isoformat(), "object": store.curated_key(day), "rows": stats.rows, "raw_pages": stats.pages,

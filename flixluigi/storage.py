@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -107,6 +108,14 @@ class Storage:
 
     def target(self, key: str) -> S3Target:
         return S3Target(self.url(key), client=self.client, format=luigi.format.Nop)
+
+    @contextmanager
+    def errors_explained(self) -> Iterator[None]:
+        """Around uploads and downloads that go through Luigi's S3 code: its boto3 errors become one line."""
+        try:
+            yield
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.fail(exc) from None
 
     def check(self) -> None:
         """Fail before any work if S3 is unreachable, the bucket is missing or credentials are wrong."""
