@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import BUCKET, ROOT, free_port
+from tests.helpers import s3
 
 
 @pytest.fixture
@@ -62,3 +63,29 @@ def test_failure_notification_links_to_the_task_in_luigid(pipeline, luigid, slac
     assert event["link"].startswith(f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId=ApiAvailable__")
     assert event["link"] in slack.bodies("/slack")[0]["text"]
     assert "not-the-token" not in repr(slack.received)
+
+
+def _day_is_whole_and_consistent(pipeline, day: str) -> None:
+    from tests.helpers import manifest_key, parquet, raw_pages
+
+    endpoint = pipeline.seaweed.endpoint
+    stored = [t["id"] for p in raw_pages(endpoint, f"{pipeline.run}/raw/tweets/date={day}/pages.jsonl.gz") for t in p.get("data", ())]
+    rows = parquet(endpoint, f"{pipeline.run}/curated/tweets/date={day}/tweets.parquet").column("tweet_id").to_pylist()
+    manifest = json.loads(s3(endpoint).get_object(Bucket=BUCKET, Key=manifest_key(pipeline.run, "curated", day))["Body"].read())
+    assert stored == rows and manifest["rows"] == len(rows) > 0
+
+
+@pytest.mark.parametrize("central", [True, False], ids=["shared-luigid", "two-local-schedulers"])
+def test_two_workers_on_the_same_day_end_with_one_correct_day(pipeline, luigid, tmp_path, central):
+    cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
+    scheduler = ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid)] if central else ["--local-scheduler"]
+    command = [str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "CuratedTweets", "--date", "2022-09-12",
+               *scheduler, "--no-lock"]
+    workers = [subprocess.Popen(command, env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [err[-1500:] for _, err in outcomes]
+    if central:
+        ran = [err.count("done      CuratedTweets(date=2022-09-12)") for _, err in outcomes]
+        assert sorted(ran) == [0, 1], "luigid hands the day to exactly one worker"
+    _day_is_whole_and_consistent(pipeline, "2022-09-12")
