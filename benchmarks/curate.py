@@ -6,6 +6,7 @@ pages ten times with fresh tweet ids. Each measurement runs in a child process s
 is its own. The floor, in the same run: parse the same raw JSON and write the same row count
 to Parquet, nothing else.
 Targets: >= 100,000 tweets/s on one core, curation <= 2x the floor, peak RSS <= 300 MB at 1M.
+Curation parses with Arrow's JSON reader, so a second floor made with that parser is printed too.
 
     python benchmarks/curate.py [--sizes 100000,1000000] [--dir /tmp/flixluigi-bench]
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 DAY = date(2022, 9, 12)
@@ -92,8 +94,23 @@ def floor(path: Path) -> dict:
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
+def floor_arrow(path: Path) -> dict:
+    """The same floor with the parser curation uses (Arrow's JSON reader, typed columns, no dicts)."""
+    from flixluigi.curate import _read_stream
+
+    started = time.perf_counter()
+    rows = 0
+    schema = pa.schema([("tweet_id", pa.string())])
+    with gzip.open(path, "rb") as lines, pq.ParquetWriter(io.BytesIO(), schema, compression="zstd") as writer:
+        for pages in _read_stream(lines):
+            ids = pc.struct_field(pages.column("data").flatten(), "id")
+            writer.write_table(pa.table({"tweet_id": ids}, schema=schema))
+            rows += len(ids)
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
 def child(mode: str, path: str) -> None:
-    result = {"curate": curate, "floor": floor}[mode](Path(path))
+    result = {"curate": curate, "floor": floor, "floor_arrow": floor_arrow}[mode](Path(path))
     # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's peak.
     hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
     result["peak_rss_mb"] = int(hwm.split()[1]) / 1024
@@ -121,11 +138,12 @@ def main() -> None:
             started = time.perf_counter()
             generate(path, size)
             print(f"generated {size} tweets in {time.perf_counter() - started:.0f}s ({path.stat().st_size / 1e6:.0f} MB gzip)")
-        cur, flo = measure("curate", path), measure("floor", path)
-        assert cur["rows"] == flo["rows"] == size, (cur, flo)
+        cur, flo, arrow = measure("curate", path), measure("floor", path), measure("floor_arrow", path)
+        assert cur["rows"] == flo["rows"] == arrow["rows"] == size, (cur, flo, arrow)
         print(f"{size:>9} tweets: curate {cur['seconds']:.2f}s = {size / cur['seconds']:,.0f} tweets/s, "
               f"peak RSS {cur['peak_rss_mb']:.0f} MB | floor {flo['seconds']:.2f}s = {size / flo['seconds']:,.0f} tweets/s, "
-              f"peak RSS {flo['peak_rss_mb']:.0f} MB | curate/floor {cur['seconds'] / flo['seconds']:.2f}x")
+              f"peak RSS {flo['peak_rss_mb']:.0f} MB | curate/floor {cur['seconds'] / flo['seconds']:.2f}x | "
+              f"floor with Arrow's parser {arrow['seconds']:.2f}s, curate/that {cur['seconds'] / arrow['seconds']:.2f}x")
     return None
 
 

@@ -11,7 +11,7 @@ import gzip
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -115,7 +115,8 @@ def curate_day(store: Storage, day: date, pseudonymize: Pseudonymizer, report: R
     curator = Curator(day, pseudonymize)
     with store.errors_explained(), store.open_gzip_lines(store.raw_key(day)) as lines, \
             store.target(store.curated_key(day)).open("w") as sink:
-        stats = write_parquet(_counted(lines, report), sink, curator)
+        stats = write_parquet(lines, sink, curator,
+                              lambda so_far: report.progress(f"{so_far.pages} raw pages curated, {so_far.rows} rows"))
     manifest = _publish_manifest(store, store.curated_prefix, day, {
         "date": day.isoformat(), "object": store.curated_key(day), "rows": stats.rows, "raw_pages": stats.pages,
         "duplicates_dropped": stats.duplicates, "partial_errors": stats.partial_errors,
@@ -124,13 +125,6 @@ def curate_day(store: Storage, day: date, pseudonymize: Pseudonymizer, report: R
     })
     report.progress(f"done: {stats.rows} rows", 100)
     return manifest
-
-
-def _counted(lines: Iterable[bytes], report: Reporter) -> Iterable[bytes]:
-    for number, line in enumerate(lines, 1):
-        if number % 50 == 0:
-            report.progress(f"{number} raw pages curated")
-        yield line
 
 
 def reprocess_day(store: Storage, day: date, *, refetch: bool, stamp: str, pseudonymize: Pseudonymizer,
