@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import io
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -71,8 +71,8 @@ def curate(path: Path) -> dict:
 
     curator = Curator(DAY, Pseudonymizer(b"benchmark-key-0123456789abcdef0123"), datetime.now(UTC))
     started = time.perf_counter()
-    with gzip.open(path, "rb") as lines:
-        stats = write_parquet(lines, io.BytesIO(), curator)
+    with gzip.open(path, "rb") as lines, tempfile.TemporaryFile() as sink:  # like RawTweets' local temp file
+        stats = write_parquet(lines, sink, curator)
     return {"rows": stats.rows, "seconds": time.perf_counter() - started}
 
 
@@ -81,7 +81,8 @@ def floor(path: Path) -> dict:
     started = time.perf_counter()
     rows = 0
     schema = pa.schema([("tweet_id", pa.string())])
-    with gzip.open(path, "rb") as lines, pq.ParquetWriter(io.BytesIO(), schema, compression="zstd") as writer:
+    with gzip.open(path, "rb") as lines, tempfile.TemporaryFile() as sink, \
+            pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         batch: list[str] = []
         for line in lines:
             batch += [t["id"] for t in orjson.loads(line).get("data", ())]
@@ -101,7 +102,8 @@ def floor_arrow(path: Path) -> dict:
     started = time.perf_counter()
     rows = 0
     schema = pa.schema([("tweet_id", pa.string())])
-    with gzip.open(path, "rb") as lines, pq.ParquetWriter(io.BytesIO(), schema, compression="zstd") as writer:
+    with gzip.open(path, "rb") as lines, tempfile.TemporaryFile() as sink, \
+            pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         for pages in _read_stream(lines):
             ids = pc.struct_field(pages.column("data").flatten(), "id")
             writer.write_table(pa.table({"tweet_id": ids}, schema=schema))

@@ -113,9 +113,9 @@ def curate_day(store: Storage, day: date, pseudonymize: Pseudonymizer, report: R
     """One row per distinct tweet of the stored raw day, pseudonymised, as Parquet."""
     store.check()
     curator = Curator(day, pseudonymize)
-    with store.errors_explained(), store.open_gzip_lines(store.raw_key(day)) as lines, \
+    with store.errors_explained(), store.open_gzip(store.raw_key(day)) as raw, \
             store.target(store.curated_key(day)).open("w") as sink:
-        stats = write_parquet(lines, sink, curator,
+        stats = write_parquet(raw, sink, curator,
                               lambda so_far: report.progress(f"{so_far.pages} raw pages curated, {so_far.rows} rows"))
     manifest = _publish_manifest(store, store.curated_prefix, day, {
         "date": day.isoformat(), "object": store.curated_key(day), "rows": stats.rows, "raw_pages": stats.pages,

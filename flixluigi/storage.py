@@ -215,8 +215,8 @@ class Storage:
     def read_buffer(self, key: str) -> pa.BufferReader:
         return pa.BufferReader(self.get_bytes(key))
 
-    def open_gzip_lines(self, key: str) -> IO[bytes]:
-        """A streaming reader of a gzip object: lines arrive as the body downloads."""
+    def open_gzip(self, key: str) -> IO[bytes]:
+        """A streaming reader of a gzip object: bytes arrive as the body downloads."""
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
