@@ -20,8 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import IO
 
 import orjson
 import pyarrow as pa
@@ -76,43 +78,40 @@ def curate(path: Path) -> dict:
     return {"rows": stats.rows, "seconds": time.perf_counter() - started}
 
 
-def floor(path: Path) -> dict:
+def _floor(path: Path, ids_of: Callable[[IO[bytes]], Iterator[list[str] | pa.Array]]) -> dict:
     """Parse every page and write as many rows (the tweet ids) to Parquet: the unavoidable work."""
+    schema = pa.schema([("tweet_id", pa.string())])
     started = time.perf_counter()
     rows = 0
-    schema = pa.schema([("tweet_id", pa.string())])
-    with gzip.open(path, "rb") as lines, tempfile.TemporaryFile() as sink, \
+    with gzip.open(path, "rb") as raw, tempfile.TemporaryFile() as sink, \
             pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-        batch: list[str] = []
-        for line in lines:
-            batch += [t["id"] for t in orjson.loads(line).get("data", ())]
-            if len(batch) >= 50_000:
-                writer.write_table(pa.table({"tweet_id": batch}, schema=schema))
-                rows += len(batch)
-                batch = []
-        writer.write_table(pa.table({"tweet_id": batch}, schema=schema))
-        rows += len(batch)
-    return {"rows": rows, "seconds": time.perf_counter() - started}
-
-
-def floor_arrow(path: Path) -> dict:
-    """The same floor with the parser curation uses (Arrow's JSON reader, typed columns, no dicts)."""
-    from flixluigi.curate import _read_stream
-
-    started = time.perf_counter()
-    rows = 0
-    schema = pa.schema([("tweet_id", pa.string())])
-    with gzip.open(path, "rb") as lines, tempfile.TemporaryFile() as sink, \
-            pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-        for pages in _read_stream(lines):
-            ids = pc.struct_field(pages.column("data").flatten(), "id")
+        for ids in ids_of(raw):
             writer.write_table(pa.table({"tweet_id": ids}, schema=schema))
             rows += len(ids)
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
+def _ids_by_orjson(raw: IO[bytes]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for line in raw:
+        batch += [t["id"] for t in orjson.loads(line).get("data", ())]
+        if len(batch) >= 50_000:
+            yield batch
+            batch = []
+    yield batch
+
+
+def _ids_by_arrow(raw: IO[bytes]) -> Iterator[pa.Array]:
+    """With the parser curation uses: Arrow's JSON reader, typed columns, no dicts."""
+    from flixluigi.curate import _read_stream
+
+    for pages in _read_stream(raw):
+        yield pc.struct_field(pages.column("data").flatten(), "id")
+
+
 def child(mode: str, path: str) -> None:
-    result = {"curate": curate, "floor": floor, "floor_arrow": floor_arrow}[mode](Path(path))
+    modes = {"curate": curate, "floor": lambda p: _floor(p, _ids_by_orjson), "floor_arrow": lambda p: _floor(p, _ids_by_arrow)}
+    result = modes[mode](Path(path))
     # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's peak.
     hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
     result["peak_rss_mb"] = int(hwm.split()[1]) / 1024
