@@ -25,7 +25,8 @@ RECENT_MARGIN = timedelta(minutes=30)
 ARCHIVE_START = date(2006, 3, 21)
 # The API refuses an end_time less than 10 s before the request.
 SETTLE = timedelta(seconds=10)
-RESET_MARGIN = 0.25
+# Wake just after the reset; if our clock runs ahead of the API's, the 429 path waits again.
+RESET_MARGIN = 0.1
 RETRYABLE_STATUS = {500, 502, 503, 504}
 
 
