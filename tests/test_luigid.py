@@ -63,6 +63,7 @@ def test_failure_notification_links_to_the_task_in_luigid(pipeline, luigid, slac
     assert event["link"].startswith(f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId=ApiAvailable__")
     assert event["link"] in slack.bodies("/slack")[0]["text"]
     assert "not-the-token" not in repr(slack.received)
+    assert "not-the-token" not in done.stderr + done.stdout, "the token must never reach a log line"
 
 
 def _day_is_whole_and_consistent(pipeline, day: str) -> None:

@@ -122,3 +122,29 @@ def _quality_failure(*args: object, **kwargs: object) -> None:
     from flixluigi.curate import QualityError
 
     raise QualityError("tweet 1 is outside the day")
+
+
+class _Unknowable(luigi.Task):
+    """A task whose dependencies cannot be worked out: Luigi reports it BROKEN_TASK."""
+
+    def requires(self) -> list:
+        raise RuntimeError("cannot reach the catalogue")
+
+
+def test_broken_task_is_notified(pipeline, slack):
+    assert not build(_Unknowable()).scheduling_succeeded
+    [event] = slack.bodies("/hook")
+    assert event["event"] == "broken task" and event["error"] == "cannot reach the catalogue"
+    assert event["hint"].startswith("the task could not be scheduled")
+
+
+def test_long_rate_limit_waits_are_a_warning(pipeline, slack):
+    limited = sandbox.start(token=TOKEN, rate_limit=1, rate_window=1)
+    try:
+        pipeline.set("xapi", "base_url", api_url(limited))
+        pipeline.set("xapi", "long_wait_warning", "0.5")
+        assert build(RawTweets(DAY)).scheduling_succeeded
+    finally:
+        limited.shutdown()
+    [warning] = [e for e in slack.bodies("/hook") if e["event"] == "warning"]
+    assert "s for rate limits" in warning["error"] and "waits)" in warning["error"]
