@@ -1,10 +1,16 @@
-"""Luigi batch jobs that collect #FlixBus tweets per UTC day: X API -> raw day -> curated day.
+"""Luigi batch jobs that collect #FlixBus posts per UTC day: X API -> raw fetch -> curated Delta table.
 
-`luigi --module flixluigi CuratedTweets --date 2022-09-12` runs a day; see README.md.
+`luigi --module flixluigi CuratedTweets --date 2022-09-12 --local-scheduler` runs a day; see README.md.
+Importing the package puts its own defaults (`defaults.cfg`) first in Luigi's configuration path.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from flixluigi.tasks import ApiAvailable, CuratedTweets, LastWeek, Preflight, RawTweets, Reprocess
+from flixluigi import config
 
-__all__ = ["ApiAvailable", "CuratedTweets", "LastWeek", "Preflight", "RawTweets", "Reprocess", "__version__"]
+config.install_defaults()
+
+from flixluigi.tasks import ApiAvailable, Backfill, CuratedTweets, LastWeek, Preflight, RawTweets, Rebuild, Reprocess  # noqa: E402
+
+__all__ = ["ApiAvailable", "Backfill", "CuratedTweets", "LastWeek", "Preflight", "RawTweets", "Rebuild", "Reprocess",
+           "__version__"]

@@ -1,15 +1,17 @@
-"""`flixluigi` console script: operator views of what is stored (the jobs run through `luigi`)."""
+"""`flixluigi` console script: views and maintenance of what is stored (the jobs run through `luigi`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, timedelta
+from datetime import date
 
 import luigi.configuration
-import pyarrow.parquet as pq
 
-from flixluigi.storage import CURATED_FILE, RAW_FILE, Storage, StorageError
+from flixluigi import maintenance
+from flixluigi.lake import CuratedTable
+from flixluigi.storage import StorageError
+from flixluigi.xapi import XApiError
 
 
 def parse_day(value: str) -> date:
@@ -20,71 +22,69 @@ def parse_day(value: str) -> date:
 
 
 def summary(day: date, samples: int) -> str:
-    """Where a day's objects are and what the curated day holds, with a few pseudonymised rows."""
-    store = Storage.from_config()
-    raw_manifest = store.get_json(store.manifest_key(store.raw_prefix, day))
-    curated_manifest = store.get_json(store.manifest_key(store.curated_prefix, day))
-    table = pq.read_table(store.read_buffer(store.curated_key(day, CURATED_FILE)))
+    """Where a day lives and what the curated day holds, with a few pseudonymised rows."""
+    (status,) = maintenance.status(day, day)
+    table = CuratedTable.from_config()
+    rows = table.day_rows(day)
     lines = [
-        f"raw:     {store.url(store.raw_key(day, RAW_FILE))}  ({raw_manifest['pages']} pages, {raw_manifest['tweets']} tweets)",
-        f"curated: {store.url(store.curated_key(day, CURATED_FILE))}  ({curated_manifest['rows']} rows, "
-        f"key {curated_manifest['pseudonym_key_id']})",
-        f"columns: {', '.join(table.column_names)}",
+        f"raw:     {status.pointer['object'] if status.pointer else 'missing'}"
+        + (f"  ({status.pointer['pages']} pages, {status.pointer['tweets']} tweets)" if status.pointer else ""),
+        f"curated: {table.uri} date={day}  ({status.curated}, {rows.num_rows} rows"
+        + (f", key {status.record['pseudonym_key_id']}, build {status.record['build_id']})" if status.record else ")"),
+        f"columns: {', '.join(rows.column_names)}",
     ]
-    for row in table.slice(0, samples).select(["tweet_id", "created_at", "lang", "author_id", "is_retweet", "text"]).to_pylist():
-        lines.append(f"  {row['tweet_id']} {row['created_at']:%H:%M:%S} {row['lang']} {row['author_id']} "
-                     f"rt={row['is_retweet']!s:5} {row['text'][:60]!r}")
+    if rows.num_rows:
+        for row in rows.slice(0, samples).select(["tweet_id", "created_at", "lang", "author_id", "text"]).to_pylist():
+            lines.append(f"  {row['tweet_id']} {row['created_at']:%H:%M:%S} {row['lang']} {row['author_id']} "
+                         f"{(row['text'] or '')[:60]!r}")
     return "\n".join(lines)
-
-
-def _part(store: Storage, prefix: str, day: date, state: str | None, count: str) -> tuple[str, dict]:
-    """One half of a status line: state, count, and the manifest (empty when there is none)."""
-    if state == "complete":
-        manifest = store.get_json(store.manifest_key(prefix, day))
-        return f"ok {manifest.get(count, '?')} {count}", manifest
-    if state == "failed":
-        failure = store.get_json(store.failure_key(prefix, day))
-        return f"FAILED at {failure.get('failed_at', '?')[:19]}Z: {failure.get('error', '?')}", {}
-    return "missing", {}
-
-
-def status(start: date, end: date) -> list[str]:
-    """One line per day from one listing per prefix plus the manifests of the days shown."""
-    if end < start:
-        raise ValueError(f"--end {end} is before --start {start}; give the range oldest day first")
-    store = Storage.from_config()
-    raw_days, curated_days = store.day_states(store.raw_prefix), store.day_states(store.curated_prefix)
-    lines = []
-    for offset in range((end - start).days + 1):
-        day = start + timedelta(days=offset)
-        raw, raw_manifest = _part(store, store.raw_prefix, day, raw_days.get(day), "tweets")
-        curated, curated_manifest = _part(store, store.curated_prefix, day, curated_days.get(day), "rows")
-        produced = curated_manifest.get("produced_at") or raw_manifest.get("produced_at")
-        warnings = "; ".join(raw_manifest.get("warnings", ()))
-        lines.append(f"{day}  raw: {raw:<16}  curated: {curated:<14}"
-                     + (f"  produced {produced[:19]}Z" if produced else "") + (f"  WARNING: {warnings}" if warnings else ""))
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__)
     parser.add_argument("--config", help="luigi.cfg to read besides the default locations")
     sub = parser.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("summary", help="where a day's objects are and a few curated rows")
-    show.add_argument("--date", type=parse_day, required=True, help="UTC day, YYYY-MM-DD")
-    show.add_argument("--samples", type=int, default=5, help="curated rows to show (default 5)")
-    days = sub.add_parser("status", help="one line per day: raw and curated present, missing or failed")
-    days.add_argument("--start", type=parse_day, required=True, help="first UTC day, YYYY-MM-DD")
-    days.add_argument("--end", type=parse_day, help="last UTC day, inclusive (default: --start)")
+
+    def with_range(name: str, help: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help)
+        command.add_argument("--start", type=parse_day, required=True, help="first UTC day, YYYY-MM-DD")
+        command.add_argument("--end", type=parse_day, help="last UTC day, inclusive (default: --start)")
+        return command
+
+    def with_day(name: str, help: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help)
+        command.add_argument("--date", type=parse_day, required=True, help="UTC day, YYYY-MM-DD")
+        return command
+
+    with_day("summary", "where a day lives and a few curated rows").add_argument(
+        "--samples", type=int, default=5, help="curated rows to show (default 5)")
+    with_range("status", "one line per day: raw and curated ok, stale, missing or failed")
+    with_range("verify", "one line per problem in a range; exit 1 if any")
+    with_day("history", "every version of a day: when, from which raw fetch, key id, rows")
+    with_day("restore", "make a version of one day current again (a new commit)").add_argument(
+        "--version", type=int, required=True, help="table version, from `flixluigi history`")
+    for name, help in (("vacuum", "delete superseded table files and raw fetches past [storage] keep_versions_days"),
+                       ("migrate", "convert a bucket written by flixluigi 0.1 to this layout")):
+        sub.add_parser(name, help=help + " (a dry run unless --apply)").add_argument(
+            "--apply", action="store_true", help="really do it")
     args = parser.parse_args(argv)
     if args.config:
         luigi.configuration.add_config_path(args.config)
+    end = getattr(args, "end", None) or getattr(args, "start", None)
+    commands = {
+        "summary": lambda: [summary(args.date, args.samples)],
+        "status": lambda: maintenance.status_lines(args.start, end),
+        "verify": lambda: maintenance.verify(args.start, end),
+        "history": lambda: maintenance.history(args.date),
+        "restore": lambda: [maintenance.restore(args.date, args.version)],
+        "vacuum": lambda: maintenance.vacuum(args.apply),
+        "migrate": lambda: maintenance.migrate(args.apply),
+    }
     try:
-        if args.command == "summary":
-            print(summary(args.date, args.samples))
-        else:
-            print("\n".join(status(args.start, args.end or args.start)))
-    except (StorageError, ValueError) as exc:
-        print(f"flixluigi: {exc}", file=sys.stderr)
+        lines = commands[args.command]()
+    except (StorageError, XApiError, OSError, ValueError, LookupError) as exc:
+        print(f"flixluigi: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
-    return 0
+    if lines:
+        print("\n".join(lines))
+    return 1 if args.command == "verify" and lines else 0

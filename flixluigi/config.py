@@ -8,9 +8,13 @@ S3 credentials come from boto3's usual sources (`AWS_ACCESS_KEY_ID`, `AWS_SECRET
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from pathlib import Path
 
 import luigi
+import luigi.configuration
 
 DEFAULT_TWEET_FIELDS = ("attachments,author_id,conversation_id,created_at,entities,geo,id,in_reply_to_user_id,lang,"
                         "possibly_sensitive,public_metrics,referenced_tweets,reply_settings,source,text")
@@ -20,9 +24,23 @@ DEFAULT_EXPANSIONS = "author_id,in_reply_to_user_id,referenced_tweets.id,referen
 
 class storage(luigi.Config):  # noqa: N801 - Luigi maps the class name to the [storage] section
     bucket = luigi.Parameter(default="flixluigi", description="S3 bucket that holds every object of the pipeline")
-    raw_prefix = luigi.Parameter(default="raw/tweets", description="key prefix of the raw day partitions")
-    curated_prefix = luigi.Parameter(default="curated/tweets", description="key prefix of the curated day partitions")
-    archive_prefix = luigi.Parameter(default="archive", description="key prefix where reprocessing keeps replaced days")
+    raw_prefix = luigi.Parameter(default="raw/tweets", description="key prefix of the raw fetches and their pointers")
+    curated_prefix = luigi.Parameter(default="curated/tweets", description="key prefix of the curated Delta table")
+    records_prefix = luigi.Parameter(default="records", description="key prefix of day records and failure markers")
+    raw_codec = luigi.ChoiceParameter(choices=["zst", "gz"], default="zst",
+                                      description="codec of new raw fetches: zstd (fast) or gzip; stored fetches keep theirs")
+    conditional_put = luigi.Parameter(default="etag", description="delta-rs conditional_put: 'etag' for MinIO and SeaweedFS, "
+                                                                   "empty for AWS S3's native conditional writes")
+    s3_max_attempts = luigi.IntParameter(default=6, description="attempts per S3 request (botocore standard retry mode)")
+    keep_versions_days = luigi.IntParameter(default=30, description="flixluigi vacuum keeps superseded table files and "
+                                                                    "raw fetches this many days")
+    min_file_age_hours = luigi.IntParameter(default=24, description="flixluigi vacuum never deletes files younger than "
+                                                                    "this (a running writer's uncommitted files)")
+
+
+class days(luigi.Config):  # noqa: N801
+    tries = luigi.IntParameter(default=3, description="tries of a day's work when it fails in a way a retry can mend")
+    retry_delay = luigi.FloatParameter(default=30.0, description="seconds between those tries")
 
 
 class xapi(luigi.Config):  # noqa: N801
@@ -70,7 +88,7 @@ class SettingsError(ValueError):
     """A luigi.cfg value that cannot work; the message names the section, key and fix."""
 
 
-SECTIONS: tuple[type[luigi.Config], ...] = (storage, xapi, pseudonym, notify)
+SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify)
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -84,13 +102,16 @@ def _load(section: type[luigi.Config]) -> luigi.Config:
 
 def check_settings() -> None:
     """Every section parses and every value can work, before any work starts."""
-    s, x, _, n = (_load(section) for section in SECTIONS)
+    s, d, x, _, n = (_load(section) for section in SECTIONS)
     limits = {"recent": (10, 100), "all": (10, 500)}[x.endpoint]
     problems = [
         (not BUCKET_RE.match(s.bucket), f"[storage] bucket = {s.bucket!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)"),
-        (len({s.raw_prefix.strip('/'), s.curated_prefix.strip('/'), s.archive_prefix.strip('/')}) < 3
-         or not all(p.strip("/") for p in (s.raw_prefix, s.curated_prefix, s.archive_prefix)),
-         "[storage] raw_prefix, curated_prefix and archive_prefix must be three different non-empty prefixes"),
+        (not _disjoint([s.raw_prefix, s.curated_prefix, s.records_prefix]),
+         "[storage] raw_prefix, curated_prefix and records_prefix must be non-empty and none inside another"),
+        (s.s3_max_attempts < 1, f"[storage] s3_max_attempts = {s.s3_max_attempts} must be at least 1"),
+        (s.keep_versions_days < 0 or s.min_file_age_hours < 0,
+         "[storage] keep_versions_days and min_file_age_hours must not be negative"),
+        (d.tries < 1 or d.retry_delay < 0, f"[days] tries = {d.tries} must be at least 1 and retry_delay not negative"),
         (not x.base_url.startswith(("http://", "https://")), f"[xapi] base_url = {x.base_url!r} must start with http:// or https://"),
         (not x.query.strip(), "[xapi] query is empty; set it to the search query, e.g. #FlixBus"),
         (not limits[0] <= x.max_results <= limits[1],
@@ -105,3 +126,49 @@ def check_settings() -> None:
     for failed, message in problems:
         if failed:
             raise SettingsError(f"luigi.cfg {message}")
+
+
+def _disjoint(prefixes: list[str]) -> bool:
+    parts = [p.strip("/") + "/" for p in prefixes]
+    return all(p != "/" for p in parts) and not any(a.startswith(b) for a in parts for b in parts if a is not b)
+
+
+# The package's own settings, read before any user file: without them a `luigi` run from another
+# directory (cron) would exit 0 on failure, clip ranges to 100 days and keep a failed run waiting.
+DEFAULTS = Path(__file__).with_name("defaults.cfg")
+# Sections of luigi and of the pipeline whose keys are checked ("did you mean").
+KNOWN_SECTIONS = {"core", "worker", "scheduler", "retcode", "resources", "RangeDaily", "RangeBase", "RangeHourly", "email",
+                  "smtp", "sendgrid", "batch_email", "execution_summary", "task_history", "logging", "s3", "hdfs", "spark",
+                  "cors", "webhdfs", "DEFAULT"}
+
+
+def install_defaults() -> None:
+    """Put the package's defaults first in Luigi's config search path, so every user file wins over them."""
+    parser = luigi.configuration.LuigiConfigParser
+    if str(DEFAULTS) not in parser._config_paths:
+        parser._config_paths.insert(0, str(DEFAULTS))
+        if parser._instance is not None:
+            parser.reload()
+
+
+def user_config_files() -> list[str]:
+    """The configuration files Luigi found besides the package's defaults."""
+    parser = luigi.configuration.LuigiConfigParser
+    return [path for path in parser._config_paths if path != str(DEFAULTS) and os.path.isfile(path)]
+
+
+def check_names() -> None:
+    """Unknown keys in the pipeline's sections, and sections that look like misspelt ones, fail with a
+    'did you mean' instead of being ignored (a misspelt [xapi] would send the token to the real API)."""
+    cfg = luigi.configuration.get_config()
+    ours = {section.__name__: section for section in SECTIONS}
+    for name in cfg.sections():
+        if name in ours:
+            known = set(ours[name].get_param_names())
+            for key in cfg.options(name):
+                if key not in known and key not in cfg.defaults():
+                    guess = difflib.get_close_matches(key, sorted(known), n=1)
+                    raise SettingsError(f"luigi.cfg [{name}] has no setting {key!r}" +
+                                        (f"; did you mean {guess[0]!r}?" if guess else f"; known: {', '.join(sorted(known))}"))
+        elif name not in KNOWN_SECTIONS and (guess := difflib.get_close_matches(name, sorted(ours), n=1, cutoff=0.7)):
+            raise SettingsError(f"luigi.cfg has an unknown section [{name}]; did you mean [{guess[0]}]?")

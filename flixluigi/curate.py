@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from flixluigi.pseudonym import PSEUDONYM_RE, Pseudonymizer
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ROW_GROUP_ROWS = 50_000
 UNKNOWN_HANDLE = "@[user]"
 # twitter-text's rule: a handle is not preceded by a letter, digit or one of these marks. The
@@ -69,6 +69,7 @@ SCHEMA = pa.schema([
     ("processed_at", _TS),
     ("pseudonym_key_id", pa.string()),
     ("schema_version", pa.int32()),
+    ("build_id", pa.string()),
 ], metadata={"flixluigi.schema_version": str(SCHEMA_VERSION)})
 PSEUDONYM_COLUMNS = ("author_id", "in_reply_to_user_id")
 
@@ -191,8 +192,9 @@ class _Handles:
 class Curator:
     """Flattens one day's pages; keeps one row per tweet id, first seen wins."""
 
-    def __init__(self, day: date, pseudonymize: Pseudonymizer, processed_at: datetime | None = None):
+    def __init__(self, day: date, pseudonymize: Pseudonymizer, processed_at: datetime | None = None, build_id: str = ""):
         self.day = day
+        self.build_id = build_id
         self.pseudo = pseudonymize
         self.processed_at = processed_at or datetime.now(UTC)
         self.stats = CurateStats()
@@ -331,6 +333,7 @@ class Curator:
             "processed_at": pa.repeat(pa.scalar(self.processed_at, _TS), rows),
             "pseudonym_key_id": pa.repeat(pa.scalar(self.pseudo.key_id, _S), rows),
             "schema_version": pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int32()), rows),
+            "build_id": pa.repeat(pa.scalar(self.build_id, _S), rows),
         }
         return pa.RecordBatch.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
 

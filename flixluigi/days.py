@@ -1,29 +1,38 @@
-"""Producing one raw or curated day in S3: the work behind RawTweets, CuratedTweets and Reprocess.
+"""Producing one raw or curated day: the work behind RawTweets, CuratedTweets and Reprocess.
 
-Each function writes the day's data object whole (uploaded on success only), then its
-`_manifest.json`, and returns the manifest. Progress and warnings go to a `Reporter`, which the
-Luigi tasks connect to the scheduler; nothing here imports a task.
+A fetch is written once to its own key and then pointed at; a curated day is one commit of the
+table that replaces its partition, then its record. Progress and warnings go to a `Reporter`,
+which the Luigi tasks connect to the scheduler; nothing here imports a task.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import IO, TypeVar
 
 import orjson
+import pyarrow as pa
 
 from flixluigi import __version__, config
-from flixluigi.curate import SCHEMA_VERSION, Curator, write_parquet
+from flixluigi.curate import SCHEMA, SCHEMA_VERSION, Curator, check_batch
+from flixluigi.lake import CuratedTable, retrying_conflicts
+from flixluigi.layout import Layout, RawDay, new_fetch_id
 from flixluigi.pseudonym import Pseudonymizer, load_key
-from flixluigi.storage import Storage
+from flixluigi.state import Build, Snapshot, layout
+from flixluigi.storage import Storage, StorageError
 from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
 
 log = logging.getLogger("luigi-interface")
+T = TypeVar("T")
+SHARING_DEFAULT = "keep"
 
 
 @dataclass
@@ -32,6 +41,10 @@ class Reporter:
 
     progress: Callable[..., None] = lambda message, percent=None: None
     warn: Callable[[str], str] = lambda message: message
+
+
+class NoRawDay(StorageError):
+    """A curated day was asked for but no raw fetch of it is stored."""
 
 
 def make_client(on_status: Callable[[str], None] = lambda message: None) -> XClient:
@@ -46,23 +59,83 @@ def pseudonymizer() -> Pseudonymizer:
     return Pseudonymizer(load_key(cfg.key_env, cfg.key_file))
 
 
-def _publish_manifest(store: Storage, prefix: str, day: date, manifest: dict) -> dict:
-    """The last write of a day: it makes the day complete and clears an earlier failure."""
-    store.put_json(store.manifest_key(prefix, day), manifest)
-    store.delete(store.failure_key(prefix, day))
-    return manifest
+def sharing() -> str:
+    """The fingerprint of the sharing options a curated day is built with."""
+    return SHARING_DEFAULT
+
+
+def transient(exc: BaseException) -> bool:
+    return bool(getattr(exc, "transient", False))
+
+
+def with_retries(action: Callable[[], T], what: str, report: Reporter) -> T:
+    """Retry a whole day's work after a transient failure ([days] tries, retry_delay); permanent
+    failures and the last transient one are raised at once. The wait is announced."""
+    cfg = config.days()
+    for attempt in range(1, cfg.tries + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if not transient(exc) or attempt == cfg.tries:
+                raise
+            message = f"{what}: {exc}; retrying in {cfg.retry_delay:.0f}s (try {attempt + 1} of {cfg.tries})"
+            log.warning(message)
+            report.progress(message)
+            time.sleep(cfg.retry_delay)
+    raise AssertionError("unreachable")
+
+
+def clear_failure(store: Storage, family: str, day: date) -> None:
+    store.delete(layout().failure_key(family, day))
+
+
+@contextmanager
+def _compressed(sink: IO[bytes], codec: str) -> Iterator[IO[bytes]]:
+    """gzip or zstd (through pyarrow, no extra package) around an upload."""
+    if codec == "zst":
+        stream = pa.CompressedOutputStream(pa.PythonFile(sink, mode="w"), "zstd")
+        yield stream
+        stream.close()
+    else:
+        with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=6) as stream:
+            yield stream
+
+
+class _NativeReader(io.RawIOBase):
+    """pyarrow's zstd stream as a Python raw stream, so io.BufferedReader gives it readline()."""
+
+    def __init__(self, stream: pa.NativeFile):
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def open_raw(store: Storage, key: str) -> IO[bytes]:
+    """A streaming reader of a stored fetch, whatever codec it was written with."""
+    body = store.open(key)
+    if key.endswith(".zst"):
+        return io.BufferedReader(_NativeReader(pa.CompressedInputStream(pa.PythonFile(body, mode="r"), "zstd")), 1 << 20)
+    return gzip.GzipFile(fileobj=body, mode="rb")
 
 
 def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
-    """Every API page of the day, verbatim plus request metadata, one per line, gzip-compressed."""
-    cfg = config.xapi()
+    """Every API page of the day, verbatim plus request metadata, one per line, as a new fetch
+    object; then the pointer that makes it current. Returns the pointer."""
+    cfg, where = config.xapi(), layout()
     window = day_window(day, cfg.endpoint)
-    store.check()
     client = make_client(on_status=report.progress)
     fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
     started = time.monotonic()
-    with store.errors_explained(), store.target(store.raw_key(day)).open("w") as sink, \
-            gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as raw:
+    fetch_id = new_fetch_id()
+    codec = config.storage().raw_codec
+    key = where.fetch_key(day, fetch_id, codec)
+    with store.upload(key) as sink, _compressed(sink, codec) as raw:
         for page in client.search(cfg.query, window, endpoint=cfg.endpoint, max_results=cfg.max_results, fields=fields):
             raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
             report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
@@ -75,16 +148,22 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     if stats.rate_limit_wait_seconds > cfg.long_wait_warning:
         warnings.append(report.warn(f"{day}: waited {stats.rate_limit_wait_seconds:.0f}s for rate limits "
                                     f"({stats.rate_limit_waits} waits); other jobs may share the app's budget"))
-    manifest = _publish_manifest(store, store.raw_prefix, day, {
-        "date": day.isoformat(), "query": cfg.query, "endpoint": cfg.endpoint, "object": store.raw_key(day),
-        "pages": stats.pages, "tweets": stats.tweets, "expected_tweets": expected,
-        "partial_errors": stats.partial_errors, "retries": stats.retries, "rate_limit_waits": stats.rate_limit_waits,
-        "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
+    pointer = {
+        "date": day.isoformat(), "fetch": fetch_id, "object": key, "etag": sink.etag, "size": sink.size,
+        "query": cfg.query, "endpoint": cfg.endpoint, "pages": stats.pages, "tweets": stats.tweets,
+        "expected_tweets": expected, "partial_errors": stats.partial_errors, "retries": stats.retries,
+        "rate_limit_waits": stats.rate_limit_waits, "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
         "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
         "produced_at": datetime.now(UTC).isoformat(), "warnings": warnings,
-    })
+    }
+    point(store, day, fetch_id, pointer)
     report.progress(f"done: {stats.pages} pages, {stats.tweets} tweets", 100)
-    return manifest
+    return pointer
+
+
+def point(store: Storage, day: date, fetch_id: str, pointer: dict) -> None:
+    """Make a stored fetch the day's current one (the newest pointer wins)."""
+    store.put_json(layout().pointer_key(day, fetch_id), pointer)
 
 
 def _empty_day(day: date, report: Reporter) -> str:
@@ -109,42 +188,55 @@ def _reconcile(client: XClient, day: date, window: Window, report: Reporter) -> 
     return expected, report.warn(mismatch) if mismatch else None
 
 
-def curate_day(store: Storage, day: date, pseudonymize: Pseudonymizer, report: Reporter) -> dict:
-    """One row per distinct tweet of the stored raw day, pseudonymised, as Parquet."""
-    store.check()
-    curator = Curator(day, pseudonymize)
-    with store.errors_explained(), store.open_gzip(store.raw_key(day)) as raw, \
-            store.target(store.curated_key(day)).open("w") as sink:
-        stats = write_parquet(raw, sink, curator,
-                              lambda so_far: report.progress(f"{so_far.pages} raw pages curated, {so_far.rows} rows"))
-    manifest = _publish_manifest(store, store.curated_prefix, day, {
-        "date": day.isoformat(), "object": store.curated_key(day), "rows": stats.rows, "raw_pages": stats.pages,
-        "duplicates_dropped": stats.duplicates, "partial_errors": stats.partial_errors,
-        "pseudonym_key_id": pseudonymize.key_id, "schema_version": SCHEMA_VERSION, "client_version": __version__,
+def raw_day(store: Storage, where: Layout, day: date) -> RawDay:
+    """The day's pointers and fetch objects, from two small listings."""
+    iso = day.isoformat()
+    items = [*store.list(f"{where.raw}/_pointers/date={iso}/"), *store.list(f"{where.raw}/date={iso}/")]
+    return Layout.raw_days(items).get(day, RawDay())
+
+
+def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pseudonymizer, report: Reporter,
+               force: bool = False) -> dict:
+    """One row per distinct tweet of the day's current raw fetch, pseudonymised, committed as the
+    day's partition; then the build's record. Returns the record.
+
+    A writer that loses the commit to another re-checks: if the day now holds this build, it is
+    done without writing (unless `force`, as Reprocess asks)."""
+    where = layout()
+    stored = raw_day(store, where, day)
+    if not stored.complete:
+        raise NoRawDay(f"{day}: no raw fetch of the day is stored; run RawTweets --date {day} "
+                       f"(or Reprocess --start {day} --refetch)")
+    fetch_id = stored.current
+    build = Build(fetch_id, pseudonymize.key_id, SCHEMA_VERSION, sharing())
+    started = time.monotonic()
+    curators: list[Curator] = []
+
+    def gated() -> Iterator[pa.RecordBatch]:
+        curator = Curator(day, pseudonymize, build_id=build.id)
+        curators.append(curator)
+        with open_raw(store, stored.fetches[fetch_id]["Key"]) as raw:
+            for batch in curator.batches(raw):
+                check_batch(batch, curator.stats)
+                report.progress(f"{curator.stats.pages} raw pages curated, {curator.stats.rows} rows")
+                yield batch
+
+    def done() -> bool:
+        return not force and Snapshot.read(store, where).curated_complete(day, pseudonymize.key_id, sharing())
+
+    def commit() -> int:
+        return table.write_day(day, SCHEMA, gated(), {**build.as_metadata(), "flixluigi.client_version": __version__})
+
+    version = retrying_conflicts(commit, done)
+    stats = curators[-1].stats
+    record = {
+        "date": day.isoformat(), "build_id": build.id, "raw_fetch": fetch_id, "pseudonym_key_id": pseudonymize.key_id,
+        "schema_version": SCHEMA_VERSION, "sharing": build.sharing, "table_version": version, "rows": stats.rows,
+        "raw_pages": stats.pages, "duplicates_dropped": stats.duplicates, "partial_errors": stats.partial_errors,
+        "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
         "produced_at": datetime.now(UTC).isoformat(),
-    })
+    }
+    if version is not None:
+        store.put_json(where.record_key(day, build.id), record)
     report.progress(f"done: {stats.rows} rows", 100)
-    return manifest
-
-
-def reprocess_day(store: Storage, day: date, *, refetch: bool, stamp: str, pseudonymize: Pseudonymizer,
-                  report: Reporter) -> list[str]:
-    """Rebuild a stored day, keeping the old objects under the archive prefix.
-
-    The old objects are copied to the archive first and stay at their keys until the new ones
-    replace them whole; if anything fails, the archived copies are put back, so the day that
-    was there before is what readers see. Returns the archived keys.
-    """
-    if not refetch and not store.exists(store.manifest_key(store.raw_prefix, day)):
-        raise ValueError(f"{day}: no raw day stored to rebuild from; reprocess with --refetch or run RawTweets first")
-    prefixes = [store.curated_prefix, *([store.raw_prefix] if refetch else [])]
-    archived = store.archive_day(prefixes, day, stamp)
-    try:
-        if refetch:
-            fetch_day(store, day, report)
-        curate_day(store, day, pseudonymize, report)
-    except Exception:
-        store.restore(archived)
-        log.warning("reprocessing %s failed; the previous objects were put back", day)
-        raise
-    return [archive for _, archive in archived]
+    return record

@@ -1,117 +1,120 @@
-"""S3 layout of the pipeline: paths, targets, one-listing completeness, archive.
+"""S3 objects of the pipeline: one boto3 client, errors in one line, listings, streaming uploads.
 
-Built on Luigi's own `S3Client`, so endpoint, region and the rest come from `luigi.cfg`'s
-`[s3]` section. Every object is written whole or not at all (`S3Target` uploads on close).
-A day's manifest is written last and marks the day complete. Manifests live in one flat
-folder per prefix, `<prefix>/_manifests/date=YYYY-MM-DD.json`, so which of 1,000 days are
-complete is one short listing of one key a day (readers skip `_`-folders).
+The client is built from Luigi's `[s3]` section (endpoint, region; credentials from boto3's
+usual chain) with botocore's standard retry mode, so a 503, `SlowDown` or the `InternalError`
+that SeaweedFS answers while its volumes register is retried before it becomes an error.
+Objects are uploaded by multipart from memory (`upload`): nothing is written to local disk,
+and an upload that fails or is killed leaves no object at its key. Every failure becomes a
+`StorageError` whose message names the problem and the fix and whose `transient` flag says
+whether a later try can succeed.
 """
 
 from __future__ import annotations
 
-import gzip
+import contextlib
 import hashlib
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
 from functools import lru_cache
 from typing import IO
 
+import boto3
+import botocore.config
 import botocore.exceptions
-import luigi
-import luigi.format
 import orjson
-import pyarrow as pa
-from luigi.contrib.s3 import S3Client, S3Target
+from luigi.contrib.s3 import S3Client
 
 from flixluigi import config
 
-MANIFESTS = "_manifests"
-RAW_FILE = "pages.jsonl.gz"
-CURATED_FILE = "tweets.parquet"
-_MANIFEST_KEY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})(\.failed)?\.json$")
+PART_BYTES = 8 << 20  # multipart part size: S3's minimum is 5 MiB
+TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "503", "500", "502", "504"}
+CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken"}
 
 
 class StorageError(Exception):
     """S3 is unreachable, the bucket is missing, or credentials are refused; one line with the fix."""
 
+    transient = False
+
+
+class TransientStorageError(StorageError):
+    """S3 kept failing in a way a later try can mend (connection lost, 5xx after retries)."""
+
+    transient = True
+
 
 def explain(exc: Exception, bucket: str, endpoint: str) -> StorageError:
     """Turn a boto3 failure into one line that names the problem and the fix."""
+    if isinstance(exc, StorageError):
+        return exc
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
-                        botocore.exceptions.ReadTimeoutError)):
-        return StorageError(f"S3 endpoint {endpoint} is unreachable; start it (scripts/seaweedfs.sh start) "
-                            "or fix [s3] endpoint_url")
+                        botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)):
+        return TransientStorageError(f"S3 endpoint {endpoint} is unreachable; start it (scripts/seaweedfs.sh start) "
+                                     "or fix [s3] endpoint_url")
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return StorageError("no S3 credentials; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     if isinstance(exc, botocore.exceptions.ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
         if code in ("NoSuchBucket", "404"):
             return StorageError(f"S3 bucket {bucket!r} does not exist at {endpoint}; create it or fix [storage] bucket")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken"):
+        if code in CREDENTIAL_CODES:
             return StorageError(f"S3 at {endpoint} refused the credentials ({code}); check AWS_ACCESS_KEY_ID "
                                 "and AWS_SECRET_ACCESS_KEY")
-        return StorageError(f"S3 error {code} at {endpoint}: {exc.response.get('Error', {}).get('Message', '')}")
+        kind = TransientStorageError if code in TRANSIENT_CODES else StorageError
+        message = " ".join(str(error.get("Message", "")).split())
+        return kind(f"S3 error {code} at {endpoint}: {message}")
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return TransientStorageError(f"S3 at {endpoint} failed: {type(exc).__name__}: {exc}".splitlines()[0])
     return StorageError(f"S3 at {endpoint} failed: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
+def s3_options() -> dict:
+    """Luigi's `[s3]` section as boto3 client arguments (endpoint_url, region_name, ...)."""
+    return dict(S3Client._get_s3_config())
+
+
 @lru_cache(maxsize=8)
-def _shared_client(options: tuple, credentials: tuple[str, str]) -> S3Client:
-    """One S3 client per configuration and process: making a boto3 client costs ~100 ms, and a
-    range of 1,000 days instantiates 2,000 day tasks. `credentials` is only part of the cache key."""
-    return S3Client(**dict(options))
+def _shared_client(options: tuple, credentials: tuple[str, str], max_attempts: int):
+    """One boto3 client per configuration and process (building one costs ~100 ms, and a range of
+    1,000 days instantiates thousands of tasks). `credentials` is only part of the cache key."""
+    retries = botocore.config.Config(retries={"mode": "standard", "max_attempts": max_attempts},
+                                     connect_timeout=5, read_timeout=60)
+    return boto3.session.Session().client("s3", config=retries, **dict(options))
+
+
+def credentials_key() -> tuple[str, str]:
+    return (os.environ.get("AWS_ACCESS_KEY_ID", ""),
+            hashlib.sha256(os.environ.get("AWS_SECRET_ACCESS_KEY", "").encode()).hexdigest())
 
 
 @dataclass
 class Storage:
+    """The bucket and the few operations the pipeline needs, each failing with one line."""
+
     bucket: str
-    raw_prefix: str
-    curated_prefix: str
-    archive_prefix: str
-    client: S3Client
+    s3: object  # boto3's low-level S3 client
 
     @classmethod
     def from_config(cls) -> Storage:
         cfg = config.storage()
-        credentials = (os.environ.get("AWS_ACCESS_KEY_ID", ""), hashlib.sha256(
-            os.environ.get("AWS_SECRET_ACCESS_KEY", "").encode()).hexdigest())
-        client = _shared_client(tuple(sorted(S3Client._get_s3_config().items())), credentials)
-        return cls(cfg.bucket, cfg.raw_prefix.strip("/"), cfg.curated_prefix.strip("/"), cfg.archive_prefix.strip("/"), client)
-
-    @property
-    def s3(self):  # boto3's low-level client
-        return self.client.s3.meta.client
+        client = _shared_client(tuple(sorted(s3_options().items())), credentials_key(), cfg.s3_max_attempts)
+        return cls(cfg.bucket, client)
 
     @property
     def endpoint(self) -> str:
         return self.s3.meta.endpoint_url
 
-    def fail(self, exc: Exception) -> StorageError:
-        return explain(exc, self.bucket, self.endpoint)
-
-    # Paths: Hive-style day partitions, so readers discover `date` from the path.
-    @staticmethod
-    def day_key(prefix: str, day: date, name: str) -> str:
-        return f"{prefix}/date={day.isoformat()}/{name}"
-
-    def raw_key(self, day: date, name: str = RAW_FILE) -> str:
-        return self.day_key(self.raw_prefix, day, name)
-
-    def curated_key(self, day: date, name: str = CURATED_FILE) -> str:
-        return self.day_key(self.curated_prefix, day, name)
-
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def target(self, key: str) -> S3Target:
-        return S3Target(self.url(key), client=self.client, format=luigi.format.Nop)
+    def fail(self, exc: Exception) -> StorageError:
+        return explain(exc, self.bucket, self.endpoint)
 
     @contextmanager
     def errors_explained(self) -> Iterator[None]:
-        """Around uploads and downloads that go through Luigi's S3 code: its boto3 errors become one line."""
         try:
             yield
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
@@ -119,69 +122,18 @@ class Storage:
 
     def check(self) -> None:
         """Fail before any work if S3 is unreachable, the bucket is missing or credentials are wrong."""
-        try:
+        with self.errors_explained():
             self.s3.head_bucket(Bucket=self.bucket)
-        except Exception as exc:
-            raise self.fail(exc) from None
+
+    def list(self, prefix: str) -> Iterator[dict]:
+        """Every object under the prefix (key, size, ETag, LastModified), 1,000 a request."""
+        with self.errors_explained():
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                yield from page.get("Contents", ())
 
     def list_keys(self, prefix: str) -> Iterator[str]:
-        try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", ()):
-                    yield item["Key"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self.fail(exc) from None
-
-    def manifest_key(self, prefix: str, day: date) -> str:
-        return f"{prefix}/{MANIFESTS}/date={day.isoformat()}.json"
-
-    def failure_key(self, prefix: str, day: date) -> str:
-        """Written when a day's task fails, removed by its next success: `flixluigi status` shows it."""
-        return f"{prefix}/{MANIFESTS}/date={day.isoformat()}.failed.json"
-
-    def day_states(self, prefix: str) -> dict[date, str]:
-        """'complete' or 'failed' for every day that has either, from one listing (1,000 days a request)."""
-        states: dict[date, str] = {}
-        for key in self.list_keys(f"{prefix}/{MANIFESTS}/date="):
-            match = _MANIFEST_KEY.search(key)
-            if match:
-                day = date.fromisoformat(match.group(1))
-                if states.get(day) != "complete":
-                    states[day] = "failed" if match.group(2) else "complete"
-        return states
-
-    def complete_days(self, prefix: str) -> set[date]:
-        return {day for day, state in self.day_states(prefix).items() if state == "complete"}
-
-    def day_objects(self, prefix: str, day: date) -> list[str]:
-        """The day's data objects and its manifest, if any."""
-        keys = list(self.list_keys(f"{prefix}/date={day.isoformat()}/"))
-        manifest = self.manifest_key(prefix, day)
-        return [*keys, manifest] if self.exists(manifest) else keys
-
-    def archive_day(self, prefixes: list[str], day: date, stamp: str) -> list[tuple[str, str]]:
-        """Copy the day's objects under each prefix to `<archive>/<stamp>/...`; returns (key, copy) pairs."""
-        pairs = [(key, f"{self.archive_prefix}/{stamp}/{key}") for prefix in prefixes for key in self.day_objects(prefix, day)]
-        for key, copy in pairs:
-            self.copy(key, copy)
-        return pairs
-
-    def restore(self, pairs: list[tuple[str, str]]) -> None:
-        """Put archived copies back at their keys (the undo of a failed reprocessing)."""
-        for key, copy in pairs:
-            self.copy(copy, key)
-
-    def copy(self, source: str, destination: str) -> None:
-        try:
-            self.s3.copy_object(Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source})
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self.fail(exc) from None
-
-    def delete(self, key: str) -> None:
-        try:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self.fail(exc) from None
+        for item in self.list(prefix):
+            yield item["Key"]
 
     def exists(self, key: str) -> bool:
         try:
@@ -194,31 +146,110 @@ class Storage:
             raise self.fail(exc) from None
         return True
 
-    def put_json(self, key: str, value: dict) -> None:
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=orjson.dumps(value, option=orjson.OPT_INDENT_2),
-                               ContentType="application/json")
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self.fail(exc) from None
+    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        """A whole object in one request; returns its ETag."""
+        with self.errors_explained():
+            return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
+
+    def put_json(self, key: str, value: dict) -> str:
+        return self.put_bytes(key, orjson.dumps(value, option=orjson.OPT_INDENT_2), "application/json")
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            if isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
                 raise StorageError(f"{self.url(key)} does not exist; run the day first") from None
+            raise self.fail(exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
             raise self.fail(exc) from None
 
     def get_json(self, key: str) -> dict:
         return orjson.loads(self.get_bytes(key))
 
-    def read_buffer(self, key: str) -> pa.BufferReader:
-        return pa.BufferReader(self.get_bytes(key))
-
-    def open_gzip(self, key: str) -> IO[bytes]:
-        """A streaming reader of a gzip object: bytes arrive as the body downloads."""
+    def open(self, key: str) -> IO[bytes]:
+        """A streaming reader of an object: bytes arrive as the body downloads."""
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                raise StorageError(f"{self.url(key)} does not exist; the stored raw day is gone: refetch it "
+                                   "(luigi --module flixluigi Reprocess --start DAY --refetch --local-scheduler)") from None
             raise self.fail(exc) from None
-        return gzip.GzipFile(fileobj=body, mode="rb")
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self.fail(exc) from None
+
+    def copy(self, source: str, destination: str) -> None:
+        with self.errors_explained():
+            self.s3.copy_object(Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source})
+
+    def delete(self, key: str) -> None:
+        with self.errors_explained():
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def delete_many(self, keys: list[str]) -> None:
+        with self.errors_explained():
+            for start in range(0, len(keys), 1000):
+                chunk = [{"Key": key} for key in keys[start:start + 1000]]
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+
+    @contextmanager
+    def upload(self, key: str) -> Iterator[Upload]:
+        """A writable object: parts go up as they fill, the object appears only when the block ends
+        without an exception; otherwise the multipart upload is aborted and nothing is published."""
+        with self.errors_explained():
+            upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        sink = Upload(self, key, upload_id)
+        try:
+            yield sink
+            sink.complete()
+        except BaseException:
+            sink.abort()
+            raise
+
+
+class Upload:
+    """File-like sink of a multipart upload, fed by gzip or any writer; holds one part in memory."""
+
+    def __init__(self, store: Storage, key: str, upload_id: str):
+        self.store, self.key, self.upload_id = store, key, upload_id
+        self.parts: list[dict] = []
+        self.buffer = bytearray()
+        self.size = 0
+        self.etag = ""
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        self.size += len(data)
+        if len(self.buffer) >= PART_BYTES:
+            self._send()
+        return len(data)
+
+    closed = False  # for pyarrow's PythonFile, which the zstd writer wraps around this sink
+
+    def flush(self) -> None:
+        """Writers call this; parts go up only when full."""
+
+    def close(self) -> None:
+        """Closing the compressor closes its sink; the upload itself completes when its block ends."""
+
+    def _send(self) -> None:
+        number = len(self.parts) + 1
+        with self.store.errors_explained():
+            answer = self.store.s3.upload_part(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
+                                               PartNumber=number, Body=bytes(self.buffer))
+        self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self.buffer.clear()
+
+    def complete(self) -> None:
+        if self.buffer or not self.parts:
+            self._send()
+        with self.store.errors_explained():
+            answer = self.store.s3.complete_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
+                                                             MultipartUpload={"Parts": self.parts})
+        self.etag = answer["ETag"]
+
+    def abort(self) -> None:
+        # S3 may be what failed; an unfinished upload never becomes an object anyway.
+        with contextlib.suppress(Exception):
+            self.store.s3.abort_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id)

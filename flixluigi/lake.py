@@ -1,0 +1,225 @@
+"""The curated layer: one Delta Lake table partitioned by `date`, written and read with `deltalake`.
+
+Publishing a day is one commit that replaces its partition (`mode="overwrite"` with a predicate
+on the day), so readers see the old day or the new one, never a mix. Commits are put-if-absent
+writes of `_delta_log/<version>.json` (`conditional_put = etag` on MinIO and SeaweedFS; AWS S3
+has it natively): a concurrent writer loses with `CommitConflict`, never corrupts the log. Unsafe
+rename is never used. Every row carries its day's `build_id`; column statistics are kept for
+`date`, `build_id` and `created_at` only, so which build every day holds is one read of the
+table state (add actions with their statistics), and no content reaches `_delta_log`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from flixluigi import config
+from flixluigi.storage import StorageError, TransientStorageError, s3_options
+
+STATS_COLUMNS = "date,build_id,created_at"
+TABLE_CONFIGURATION = {
+    # Statistics hold no content: no text, location, id prefix or pseudonym in the log.
+    "delta.dataSkippingStatsColumns": STATS_COLUMNS,
+    # A checkpoint every 10 commits keeps opening the table to a handful of requests.
+    "delta.checkpointInterval": "10",
+}
+DAY_KEY = "flixluigi.day"
+
+
+class CommitConflict(StorageError):
+    """Another writer committed first; a retry re-reads the table (and may find the day done)."""
+
+    transient = True
+
+
+def storage_options() -> dict[str, str]:
+    """delta-rs's object-store options from `[s3]`, `[storage]` and the AWS_* variables
+    (delta-rs does not read ~/.aws)."""
+    s3 = s3_options()
+    endpoint = s3.get("endpoint_url", "")
+    options = {"AWS_REGION": s3.get("region_name", "us-east-1")}
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        options["AWS_ALLOW_HTTP"] = "true" if endpoint.startswith("http://") else "false"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if os.environ.get(name):
+            options[name] = os.environ[name]
+    conditional = config.storage().conditional_put
+    if conditional:
+        options["conditional_put"] = conditional
+    return options
+
+
+def explain(exc: Exception, uri: str) -> StorageError:
+    """A deltalake or object-store failure in one line, transient where a retry can help."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, CommitFailedError):
+        return CommitConflict(f"another writer committed to {uri} first ({' '.join(str(exc).split())[:120]}); retrying")
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    if any(word in lowered for word in ("connection refused", "error sending request", "timed out", "connect error",
+                                        "internalerror", "service unavailable", "slowdown", "503")):
+        return TransientStorageError(f"the curated table {uri} is unreachable ({text[:160]}); check [s3] endpoint_url "
+                                     "and that S3 is up")
+    if "nosuchbucket" in lowered or ("bucket" in lowered and "not" in lowered and "exist" in lowered):
+        return StorageError(f"S3 bucket of {uri} does not exist; create it or fix [storage] bucket")
+    if any(word in lowered for word in ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "403")):
+        return StorageError(f"S3 refused the credentials for {uri}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    return StorageError(f"the curated table {uri} failed: {type(exc).__name__}: {text[:200]}")
+
+
+@dataclass(frozen=True)
+class Version:
+    """One commit of the table that wrote a day."""
+
+    version: int
+    timestamp: int | None
+    rows: int | None
+    metadata: dict
+
+
+class CuratedTable:
+    """The curated Delta table at `uri`."""
+
+    def __init__(self, uri: str, options: dict[str, str]):
+        self.uri, self.options = uri, options
+
+    @classmethod
+    def from_config(cls) -> CuratedTable:
+        cfg = config.storage()
+        return cls(f"s3://{cfg.bucket}/{cfg.curated_prefix.strip('/')}", storage_options())
+
+    def open(self, version: int | None = None) -> DeltaTable | None:
+        """The table at a version (default: latest), or None before its first commit."""
+        try:
+            return DeltaTable(self.uri, version=version, storage_options=self.options)
+        except TableNotFoundError:
+            return None
+        except (DeltaError, OSError) as exc:
+            raise explain(exc, self.uri) from None
+
+    def day_builds(self, table: DeltaTable | None = None) -> dict[date, set[str]]:
+        """Day -> the build ids its files hold, from one read of the table state."""
+        table = table if table is not None else self.open()
+        if table is None:
+            return {}
+        try:
+            actions = pa.table(table.get_add_actions(flatten=True))
+        except (DeltaError, OSError) as exc:
+            raise explain(exc, self.uri) from None
+        builds: dict[date, set[str]] = {}
+        if not actions.num_rows:
+            return builds
+        columns = actions.select(["partition.date", "min.build_id", "max.build_id"]).to_pylist()
+        for row in columns:
+            day = row["partition.date"]
+            day = day if isinstance(day, date) else date.fromisoformat(str(day))
+            builds.setdefault(day, set()).update({row["min.build_id"], row["max.build_id"]})
+        return builds
+
+    def write_day(self, day: date, schema: pa.Schema, batches: Iterable[pa.RecordBatch], metadata: dict[str, str]) -> int:
+        """Replace the day's partition with `batches` in one commit; returns the new version.
+
+        An exception raised while the batches are produced (the quality gate) aborts the write
+        before anything is committed and is re-raised as it was.
+        """
+        failure: list[BaseException] = []
+
+        def guarded() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from batches
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        existing = self.open()
+        try:
+            write_deltalake(
+                existing if existing is not None else self.uri,
+                pa.RecordBatchReader.from_batches(schema, guarded()),
+                mode="overwrite", predicate=f"date = '{day.isoformat()}'", partition_by=["date"], schema_mode="merge",
+                storage_options=None if existing is not None else self.options,
+                configuration=None if existing is not None else TABLE_CONFIGURATION,
+                commit_properties=CommitProperties(custom_metadata={DAY_KEY: day.isoformat(), **metadata}),
+                post_commithook_properties=PostCommitHookProperties(create_checkpoint=True),
+            )
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            if failure:
+                raise failure[0] from None
+            raise explain(exc, self.uri) from None
+        if failure:
+            raise failure[0]
+        table = self.open()
+        assert table is not None
+        return table.version()
+
+    def day_versions(self, day: date) -> list[Version]:
+        """Every commit still in the log that wrote the day, newest first (the log keeps commit
+        information for `delta.logRetentionDuration`, 30 days by default)."""
+        table = self.open()
+        if table is None:
+            return []
+        try:
+            history = table.history()
+        except (DeltaError, OSError) as exc:
+            raise explain(exc, self.uri) from None
+        return [Version(entry["version"], entry.get("timestamp"), entry.get("operationMetrics", {}).get("num_added_rows"),
+                        {k: v for k, v in entry.items() if k.startswith("flixluigi.")})
+                for entry in history if entry.get(DAY_KEY) == day.isoformat()]
+
+    def day_rows(self, day: date, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
+        """The day's rows at a version (default: latest)."""
+        table = self.open(version)
+        if table is None:
+            return pa.table({})
+        try:
+            return table.to_pyarrow_dataset(partitions=[("date", "=", day.isoformat())]).to_table(columns=columns)
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise explain(exc, self.uri) from None
+
+    def read(self, start: date, end: date, columns: list[str] | None = None) -> pa.Table:
+        """Rows of the days from start to end inclusive, at the latest version."""
+        table = self.open()
+        if table is None:
+            return pa.table({})
+        import pyarrow.dataset as ds
+
+        dataset = table.to_pyarrow_dataset()
+        condition = (ds.field("date") >= pa.scalar(start, pa.date32())) & (ds.field("date") <= pa.scalar(end, pa.date32()))
+        return dataset.to_table(columns=columns, filter=condition)
+
+    def vacuum(self, retention_hours: int, dry_run: bool, full: bool = False) -> list[str]:
+        """Files superseded more than `retention_hours` ago (with `full`, also files no version ever
+        referenced: a failed write's leftovers); deleted unless `dry_run`."""
+        table = self.open()
+        if table is None:
+            return []
+        try:
+            return table.vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False, full=full)
+        except (DeltaError, OSError) as exc:
+            raise explain(exc, self.uri) from None
+
+    def orphans(self, grace_hours: int) -> list[str]:
+        """Files in the table's folder that no version references, older than the grace period."""
+        return sorted(set(self.vacuum(grace_hours, dry_run=True, full=True)) - set(self.vacuum(grace_hours, dry_run=True)))
+
+
+def retrying_conflicts(action: Callable[[], int], done: Callable[[], bool], tries: int = 5) -> int | None:
+    """Run a commit; when another writer wins, stop if the day is now done (None), else try again."""
+    for attempt in range(tries):
+        try:
+            return action()
+        except CommitConflict:
+            if done():
+                return None
+            if attempt == tries - 1:
+                raise
+    return None

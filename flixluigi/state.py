@@ -1,0 +1,79 @@
+"""What is stored and what is complete, for one day or 1,000, in a constant number of requests.
+
+A raw day is complete when its newest pointer names a fetch object that exists. A curated day
+is complete when its newest record, written right after the day's table commit and naming the
+commit's build, names the build that the current raw fetch, the configured key, the schema
+version and the sharing options call for. One listing of the raw prefix and one of the records
+answer for any number of days.
+
+Why records and not the table itself: the scheduling process must not touch `deltalake`, whose
+runtime does not survive the fork of `--workers N` (its children panic). Whether the table really
+holds each recorded build is what `flixluigi verify` checks, from one read of the table state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+
+from flixluigi import config
+from flixluigi.curate import SCHEMA_VERSION
+from flixluigi.layout import Layout, RawDay
+from flixluigi.storage import Storage
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a curated day is built from; any change makes the stored day stale."""
+
+    raw_fetch: str
+    key_id: str
+    schema_version: int
+    sharing: str
+
+    @property
+    def id(self) -> str:
+        """Short and constant per day: it fits Delta's 32-character statistics of strings."""
+        text = f"{self.raw_fetch}|{self.key_id}|{self.schema_version}|{self.sharing}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def as_metadata(self) -> dict[str, str]:
+        return {"flixluigi.build_id": self.id, "flixluigi.raw_fetch": self.raw_fetch, "flixluigi.key_id": self.key_id,
+                "flixluigi.schema_version": str(self.schema_version), "flixluigi.sharing": self.sharing}
+
+
+def layout() -> Layout:
+    cfg = config.storage()
+    return Layout(cfg.raw_prefix.strip("/"), cfg.curated_prefix.strip("/"), cfg.records_prefix.strip("/"))
+
+
+@dataclass
+class Snapshot:
+    """The stored state of every day, read once."""
+
+    raw: dict[date, RawDay]
+    records: dict[date, list[tuple[str, str, str]]]
+
+    @classmethod
+    def read(cls, store: Storage, where: Layout, curated: bool = True) -> Snapshot:
+        raw = Layout.raw_days(list(store.list(where.raw + "/")))
+        records = Layout.records(list(store.list_keys(where.records_prefix()))) if curated else {}
+        return cls(raw, records)
+
+    def raw_complete(self, day: date) -> bool:
+        return day in self.raw and self.raw[day].complete
+
+    def expected(self, day: date, key_id: str, sharing: str) -> Build | None:
+        """The build the day should hold now; None while it has no raw fetch."""
+        current = self.raw[day].current if self.raw_complete(day) else None
+        return Build(current, key_id, SCHEMA_VERSION, sharing) if current else None
+
+    def record(self, day: date) -> tuple[str, str, str] | None:
+        """The day's newest record: (stamp, build id, key)."""
+        entries = self.records.get(day)
+        return entries[-1] if entries else None
+
+    def curated_complete(self, day: date, key_id: str, sharing: str) -> bool:
+        build, record = self.expected(day, key_id, sharing), self.record(day)
+        return build is not None and record is not None and record[1] == build.id
