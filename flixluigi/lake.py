@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -181,7 +182,7 @@ class CuratedTable:
         if table is None:
             return pa.table({})
         try:
-            return table.to_pyarrow_dataset(partitions=[("date", "=", day.isoformat())]).to_table(columns=columns)
+            return table.to_pyarrow_dataset().to_table(columns=columns, filter=ds.field("date") == pa.scalar(day, pa.date32()))
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise explain(exc, self.uri) from None
 
@@ -190,8 +191,6 @@ class CuratedTable:
         table = self.open()
         if table is None:
             return pa.table({})
-        import pyarrow.dataset as ds
-
         dataset = table.to_pyarrow_dataset()
         condition = (ds.field("date") >= pa.scalar(start, pa.date32())) & (ds.field("date") <= pa.scalar(end, pa.date32()))
         return dataset.to_table(columns=columns, filter=condition)

@@ -24,8 +24,7 @@ import luigi.configuration
 import pytest
 from luigi.task_register import Register
 
-from flixluigi import sandbox
-from flixluigi.tasks import _OncePerProcess
+from flixluigi import runs, sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "x_api_v2"
@@ -113,13 +112,12 @@ def pipeline(seaweed: Seaweed, api_server: sandbox.SandboxServer, monkeypatch: p
     settings = {
         "s3": {"endpoint_url": seaweed.endpoint, "region_name": "us-east-1"},
         "storage": {"bucket": BUCKET, "raw_prefix": f"{run}/raw/tweets", "curated_prefix": f"{run}/curated/tweets",
-                    "archive_prefix": f"{run}/archive"},
+                    "records_prefix": f"{run}/records"},
+        # Transient failures are retried inside a task; the tests do not wait between tries.
+        "days": {"retry_delay": "0"},
         "xapi": {"base_url": api_url(api_server), "endpoint": "all", "max_results": "100", "backoff_factor": "0.05",
                  "timeout": "10"},
         "pseudonym": {"key_env": "FLIXLUIGI_HMAC_KEY", "key_file": ""},
-        # Failed tasks end the test's build at once; test_faults turns the retry policy back on.
-        "worker": {"keep_alive": "false"},
-        "scheduler": {"retry_delay": "1"},
     }
     cfg = luigi.configuration.get_config()
     saved = {s: dict(cfg.items(s)) if cfg.has_section(s) else None for s in settings}
@@ -129,7 +127,8 @@ def pipeline(seaweed: Seaweed, api_server: sandbox.SandboxServer, monkeypatch: p
         for key, value in values.items():
             cfg.set(section, key, value)
     Register.clear_instance_cache()
-    _OncePerProcess._passed.clear()
+    # Each test is a run of its own: its start-up checks are its own.
+    monkeypatch.setattr(runs, "RUN_ID", f"test-{run}")
     yield Pipeline(run, settings, seaweed, api_server)
     for section, values in saved.items():
         cfg.remove_section(section)
@@ -153,9 +152,10 @@ class Pipeline:
 
     def write_cfg(self, path: Path) -> Path:
         """The same settings as a luigi.cfg file, for `luigi` run as a command."""
-        lines = ["[retcode]", "task_failed = 30", "scheduling_error = 35", "missing_data = 20", ""]
+        lines = []  # no [retcode]: the package's own defaults must make a failed run exit non-zero
         for section, values in self.settings.items():
             lines += [f"[{section}]", *(f"{k} = {v}" for k, v in values.items()), ""]
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines))
         return path
 

@@ -10,8 +10,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-import luigi
-import pyarrow as pa
+import duckdb
 import pytest
 
 from flixluigi import CuratedTweets, RawTweets, config, sandbox
@@ -19,22 +18,24 @@ from flixluigi.curate import QualityError
 from flixluigi.sandbox.generator import generate_day
 from flixluigi.storage import Storage
 from flixluigi.xapi import XClient
-from tests.conftest import ACCESS_KEY, BUCKET, FIXTURES, HMAC_KEY, SECRET_KEY, TOKEN, api_url
-from tests.helpers import all_strings, keys, manifest_key, parquet, raw_pages, s3, sandbox_pages
+from tests.conftest import FIXTURES, HMAC_KEY, TOKEN, api_url
+from tests.helpers import (
+    all_strings,
+    body,
+    build,
+    curated,
+    current_fetch,
+    failure_key,
+    fetches,
+    keys,
+    pointers,
+    raw_pages,
+    records,
+    sandbox_pages,
+    table,
+)
 
 DAY = date(2022, 9, 12)
-
-
-def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
-    return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, workers=1)
-
-
-def raw_key(p, day=DAY, name="pages.jsonl.gz"):
-    return f"{p.run}/raw/tweets/date={day}/{name}"
-
-
-def curated_key(p, day=DAY, name="tweets.parquet"):
-    return f"{p.run}/curated/tweets/date={day}/{name}"
 
 
 def test_day_end_to_end(pipeline):
@@ -42,7 +43,7 @@ def test_day_end_to_end(pipeline):
     assert result.scheduling_succeeded, result.summary_text
     endpoint = pipeline.seaweed.endpoint
 
-    stored = raw_pages(endpoint, raw_key(pipeline))
+    stored = raw_pages(endpoint, current_fetch(endpoint, pipeline.run, DAY))
     xcfg = config.xapi()
     served = sandbox_pages(api_url(pipeline.api_server), {
         "query": "#FlixBus", "start_time": "2022-09-12T00:00:00Z", "end_time": "2022-09-13T00:00:00Z",
@@ -52,17 +53,20 @@ def test_day_end_to_end(pipeline):
     assert all(page["__flixluigi"]["status"] == 200 and TOKEN not in str(page["__flixluigi"])
                for page in stored)
 
-    table = parquet(endpoint, curated_key(pipeline))
+    table = curated(endpoint, pipeline.run, DAY)
     expected = generate_day(DAY, 300, 0).tweets
-    assert table.column("tweet_id").to_pylist() == [t["id"] for t in expected]
+    assert sorted(table.column("tweet_id").to_pylist()) == sorted(t["id"] for t in expected)
     assert table.column("text").to_pylist()[5] is not None
     raw_author_ids = {t["author_id"] for t in expected}
     raw_user_ids = raw_author_ids | {m["id"] for t in expected for m in t.get("entities", {}).get("mentions", ())}
     strings = all_strings(table)
     assert not [s for s in strings for uid in raw_user_ids if uid in s]
-    assert set(keys(endpoint, f"{pipeline.run}/")) == {
-        raw_key(pipeline), manifest_key(pipeline.run, "raw", DAY),
-        curated_key(pipeline), manifest_key(pipeline.run, "curated", DAY)}
+    (record,) = records(endpoint, pipeline.run, DAY)
+    assert record["rows"] == table.num_rows and set(table.column("build_id").to_pylist()) == {record["build_id"]}
+    assert len(fetches(endpoint, pipeline.run, DAY)) == len(pointers(endpoint, pipeline.run, DAY)) == 1
+    # Only the table's own files: Parquet data under date=D and the log.
+    table_files = keys(endpoint, f"{pipeline.run}/curated/tweets/")
+    assert all(("/date=2022-09-12/" in k and k.endswith(".parquet")) or "/_delta_log/" in k for k in table_files), table_files
 
 
 def test_second_run_fetches_nothing(pipeline):
@@ -83,7 +87,7 @@ def test_replay_of_recorded_pages(pipeline):
     finally:
         replay.shutdown()
     recorded_ids = {t["id"] for page in sandbox.load_pages(recording) for t in page["data"]}
-    table = parquet(pipeline.seaweed.endpoint, curated_key(pipeline, date(2021, 9, 22)))
+    table = curated(pipeline.seaweed.endpoint, pipeline.run, date(2021, 9, 22))
     assert len(recorded_ids) == 200
     assert recorded_ids <= set(table.column("tweet_id").to_pylist())
 
@@ -121,16 +125,18 @@ def test_missing_hmac_key_fails_before_any_work(pipeline, failures, monkeypatch)
 
 
 def test_failed_day_leaves_a_marker_until_it_succeeds(pipeline):
+    endpoint = pipeline.seaweed.endpoint
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("flixluigi.days.write_parquet", _raise_quality_error)
+        patch.setattr("flixluigi.days.check_batch", _raise_quality_error)
         assert not build(CuratedTweets(DAY)).scheduling_succeeded
-    failed = manifest_key(pipeline.run, "curated", DAY, failed=True)
-    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == [failed]
-    marker = json.loads(s3(pipeline.seaweed.endpoint).get_object(Bucket=BUCKET, Key=failed)["Body"].read())
+    failed = failure_key(pipeline.run, "CuratedTweets", DAY)
+    assert keys(endpoint, f"{pipeline.run}/records/") == [failed]
+    assert keys(endpoint, f"{pipeline.run}/curated/") == [], "a refused day commits nothing"
+    marker = json.loads(body(endpoint, failed))
     assert marker["error"] == "injected quality failure" and marker["task"] == f"CuratedTweets(date={DAY})"
     assert build(CuratedTweets(DAY)).scheduling_succeeded
-    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/") == sorted(
-        [curated_key(pipeline), manifest_key(pipeline.run, "curated", DAY)])
+    assert failed not in keys(endpoint, f"{pipeline.run}/records/")
+    assert curated(endpoint, pipeline.run, DAY).num_rows == len(generate_day(DAY, 300, 0).tweets)
 
 
 def _raise_quality_error(*args: object, **kwargs: object) -> None:
@@ -146,30 +152,29 @@ def test_missing_bucket(pipeline, failures):
 
 
 @pytest.mark.parametrize("day, code", [("2022-09-12", 0), ("2999-01-01", 30)])
-def test_luigi_command(pipeline, tmp_path, day, code):
-    cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
-    done = subprocess.run([str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "CuratedTweets", "--date", day, "--local-scheduler"],
-                          env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+def test_luigi_command_from_another_directory(pipeline, tmp_path, day, code):
+    """No luigi.cfg in the working directory and no [retcode] in the settings file: the package's own
+    defaults still make a failed run exit non-zero, and its last line is the reason."""
+    cfg = pipeline.write_cfg(tmp_path / "settings" / "flixluigi.cfg")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "CuratedTweets", "--date", day,
+                           "--local-scheduler"], env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=elsewhere,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == code, done.stderr[-2000:]
     if code:
-        assert "2999-01-01 has not ended yet in UTC" in done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("flixluigi: RawTweets 2999-01-01 failed: 2999-01-01 has not ended yet in UTC"), last
     else:
-        assert keys(pipeline.seaweed.endpoint, curated_key(pipeline)) == [curated_key(pipeline)]
+        assert curated(pipeline.seaweed.endpoint, pipeline.run, DAY).num_rows > 0
 
 
-def test_curated_days_read_back_with_hive_partition_discovery(pipeline):
-    import pyarrow.dataset as ds
-    from pyarrow import fs
-
+def test_curated_table_reads_back_with_duckdb(pipeline):
     assert build(CuratedTweets(DAY), CuratedTweets(date(2022, 9, 13))).scheduling_succeeded
-    s3fs = fs.S3FileSystem(access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1", scheme="http",
-                           endpoint_override=pipeline.seaweed.endpoint.removeprefix("http://"))
-    dataset = ds.dataset(f"{BUCKET}/{pipeline.run}/curated/tweets", filesystem=s3fs, format="parquet",
-                         partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"))
-    table = dataset.to_table(filter=ds.field("date") == DAY)
-    assert table.num_rows == len(generate_day(DAY, 300, 0).tweets)
-    assert set(dataset.to_table(columns=["date"]).column("date").to_pylist()) == {DAY, date(2022, 9, 13)}
+    curated_dataset = table(pipeline.seaweed.endpoint, pipeline.run).to_pyarrow_dataset()  # noqa: F841 - DuckDB scans it by name
+    counts = duckdb.sql("select date, count(*) from curated_dataset group by date order by date").fetchall()
+    assert counts == [(DAY, len(generate_day(DAY, 300, 0).tweets)),
+                      (date(2022, 9, 13), len(generate_day(date(2022, 9, 13), 300, 0).tweets))]
 
 
 def test_no_username_of_the_day_survives_curation(pipeline):
@@ -177,42 +182,47 @@ def test_no_username_of_the_day_survives_curation(pipeline):
     generated = generate_day(DAY, 300, 0)
     names = {generated.users[t["author_id"]]["username"].lower() for t in generated.tweets}
     names |= {m["username"].lower() for t in generated.tweets for m in t.get("entities", {}).get("mentions", ())}
-    strings = [s.lower() for s in all_strings(parquet(pipeline.seaweed.endpoint, curated_key(pipeline)))]
+    strings = [s.lower() for s in all_strings(curated(pipeline.seaweed.endpoint, pipeline.run, DAY))]
     assert not [s for s in strings for n in names if "@" + n in s or s == n]
 
 
-def test_manifest_reconciles_with_counts_and_fail_policy_publishes_nothing(pipeline, failures, monkeypatch):
+def test_pointer_reconciles_with_counts_and_fail_policy_publishes_nothing(pipeline, failures, monkeypatch):
+    endpoint = pipeline.seaweed.endpoint
     assert build(RawTweets(DAY)).scheduling_succeeded
-    manifest = json.loads(s3(pipeline.seaweed.endpoint).get_object(
-        Bucket=BUCKET, Key=manifest_key(pipeline.run, "raw", DAY))["Body"].read())
-    assert manifest["tweets"] == manifest["expected_tweets"] == len(generate_day(DAY, 300, 0).tweets)
-    assert manifest["warnings"] == [] and manifest["pages"] == 3 and manifest["partial_errors"] == 0
+    (pointer_key,) = pointers(endpoint, pipeline.run, DAY)
+    pointer = json.loads(body(endpoint, pointer_key))
+    assert pointer["tweets"] == pointer["expected_tweets"] == len(generate_day(DAY, 300, 0).tweets)
+    assert pointer["warnings"] == [] and pointer["pages"] == 3 and pointer["partial_errors"] == 0
+    assert pointer["object"] == current_fetch(endpoint, pipeline.run, DAY)
 
     monkeypatch.setattr(XClient, "count", lambda self, *a, **k: 5)
     pipeline.set("xapi", "reconcile", "fail")
     other = date(2022, 9, 14)
     assert not build(RawTweets(other)).scheduling_succeeded
     assert "counts endpoint expects 5" in str(failures[-1][1])
-    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/") == sorted([
-        raw_key(pipeline), manifest_key(pipeline.run, "raw", other, failed=True), manifest_key(pipeline.run, "raw", DAY)])
+    assert fetches(endpoint, pipeline.run, other) == [] and pointers(endpoint, pipeline.run, other) == []
+    assert failure_key(pipeline.run, "RawTweets", other) in keys(endpoint, f"{pipeline.run}/records/")
 
 
-def test_range_daily_backfills_a_historical_range_from_one_listing(pipeline, monkeypatch):
+def test_range_daily_backfills_a_historical_range_in_constant_requests(pipeline, monkeypatch):
     from luigi.tools.range import RangeDaily
 
-    pipeline.set("RangeDaily", "days_back", "36500")
     assert build(CuratedTweets(date(2020, 3, 2))).scheduling_succeeded
-    calls = []
-    original = Storage.complete_days
-    monkeypatch.setattr(Storage, "complete_days", lambda self, prefix: calls.append(prefix) or original(self, prefix))
+    listings = []
+    original = Storage.list
+    monkeypatch.setattr(Storage, "list", lambda self, prefix: listings.append(prefix) or original(self, prefix))
     result = build(RangeDaily(of=CuratedTweets, start=date(2020, 3, 1), stop=date(2020, 3, 4)))
     assert result.scheduling_succeeded, result.summary_text
-    assert calls == [f"{pipeline.run}/curated/tweets"]
-    days = {k.split("date=")[1][:10] for k in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")}
-    assert days == {"2020-03-01", "2020-03-02", "2020-03-03"}
+    rows = curated(pipeline.seaweed.endpoint, pipeline.run)
+    assert set(rows.column("date").to_pylist()) == {date(2020, 3, 1), date(2020, 3, 2), date(2020, 3, 3)}
+    listings.clear()
     served = pipeline.api_server.requests_served
-    assert build(RangeDaily(of=CuratedTweets, start=date(2020, 3, 1), stop=date(2020, 3, 4))).scheduling_succeeded
+    result = build(RangeDaily(of=CuratedTweets, start=date(2020, 3, 1), stop=date(2020, 3, 4)))
+    assert result.scheduling_succeeded and "Did not run any tasks" in result.summary_text
     assert pipeline.api_server.requests_served == served
+    # One listing of the raw prefix and one of the records per completeness question (RangeDaily asks
+    # twice), whatever the number of days; benchmarks/backfill.py measures it for 1,000 days.
+    assert sorted(listings) == sorted([f"{pipeline.run}/raw/tweets/", f"{pipeline.run}/records/curated/"] * 2), listings
 
 
 def test_last_week_asks_for_the_seven_complete_days_before_today():
