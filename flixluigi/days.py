@@ -27,7 +27,7 @@ from flixluigi.lake import CuratedTable, retrying_conflicts
 from flixluigi.layout import Layout, RawDay, new_fetch_id
 from flixluigi.pseudonym import Pseudonymizer, load_key
 from flixluigi.state import Build, Snapshot, layout
-from flixluigi.storage import Storage, StorageError
+from flixluigi.storage import Storage
 from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
 
 log = logging.getLogger("luigi-interface")
@@ -43,8 +43,8 @@ class Reporter:
     warn: Callable[[str], str] = lambda message: message
 
 
-class NoRawDay(StorageError):
-    """A curated day was asked for but no raw fetch of it is stored."""
+class NoRawDay(LookupError):
+    """A curated day was asked for but no raw fetch of it is stored; no retry can mend it."""
 
 
 def make_client(on_status: Callable[[str], None] = lambda message: None) -> XClient:

@@ -21,7 +21,9 @@ import requests
 from luigi.cmdline_parser import CmdlineParser
 
 from flixluigi import config
+from flixluigi.config import SettingsError
 from flixluigi.curate import QualityError
+from flixluigi.days import NoRawDay
 from flixluigi.pseudonym import HmacKeyError
 from flixluigi.storage import StorageError
 from flixluigi.xapi import ApiUnreachable, TransientFault, Unauthorized, UsageCapped, XApiError
@@ -35,6 +37,8 @@ HINTS: tuple[tuple[type[BaseException], str], ...] = (
     (UsageCapped, "the plan's monthly cap is spent: wait for the next period or raise the cap"),
     (TransientFault, "the API kept failing after every retry; rerun later"),
     (XApiError, RERUN),
+    (NoRawDay, "fetch the raw day first: luigi --module flixluigi RawTweets --date DAY (or Reprocess --start DAY --refetch)"),
+    (SettingsError, "correct luigi.cfg as the message says (the file in LUIGI_CONFIG_PATH or the current directory), then rerun"),
     (StorageError, "check the S3 endpoint, bucket and credentials ([s3], [storage], AWS_* variables), then rerun"),
     (HmacKeyError, "provide the HMAC key ($FLIXLUIGI_HMAC_KEY or [pseudonym] key_file), then rerun"),
     (QualityError, "inspect the raw day, then rebuild it: luigi --module flixluigi Reprocess --start DAY --refetch"),

@@ -77,9 +77,10 @@ def s3_options() -> dict:
 
 
 @lru_cache(maxsize=8)
-def _shared_client(options: tuple, credentials: tuple[str, str], max_attempts: int):
+def _shared_client(options: tuple, credentials: tuple[str, str], max_attempts: int, pid: int):
     """One boto3 client per configuration and process (building one costs ~100 ms, and a range of
-    1,000 days instantiates thousands of tasks). `credentials` is only part of the cache key."""
+    1,000 days instantiates thousands of tasks). `credentials` and `pid` are only part of the cache
+    key: a client must not cross a fork (`--workers N`), its pooled connections would be shared."""
     retries = botocore.config.Config(retries={"mode": "standard", "max_attempts": max_attempts},
                                      connect_timeout=5, read_timeout=60)
     return boto3.session.Session().client("s3", config=retries, **dict(options))
@@ -100,7 +101,7 @@ class Storage:
     @classmethod
     def from_config(cls) -> Storage:
         cfg = config.storage()
-        client = _shared_client(tuple(sorted(s3_options().items())), credentials_key(), cfg.s3_max_attempts)
+        client = _shared_client(tuple(sorted(s3_options().items())), credentials_key(), cfg.s3_max_attempts, os.getpid())
         return cls(cfg.bucket, client)
 
     @property

@@ -1,4 +1,4 @@
-"""A short range through a real luigid: the web view's API shows the days DONE with progress."""
+"""Runs through a real luigid: several workers, the web view's API, failures that do not outlive their run."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import BUCKET, ROOT, free_port
-from tests.helpers import s3
+from flixluigi import maintenance
+from tests.conftest import ROOT, free_port
+from tests.helpers import curated
+
+LUIGI = str(Path(sys.executable).parent / "luigi")
 
 
 @pytest.fixture
@@ -31,62 +35,71 @@ def tasks(port: int, status: str) -> dict:
     return answer.json()["response"]
 
 
-def test_range_through_luigid_reports_progress_and_status(pipeline, luigid, tmp_path):
-    pipeline.settings["RangeDaily"] = {"days_back": "36500"}
+def luigi_command(pipeline, tmp_path: Path, port: int, *args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
     cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
-    done = subprocess.run([str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "RangeDaily",
-                           "--of", "CuratedTweets", "--start", "2021-01-01", "--stop", "2021-01-03",
-                           "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid)],
-                          env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    started = time.monotonic()
+    done = subprocess.run([LUIGI, "--module", "flixluigi", *args, "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port)],
+                          env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg), **(env or {})}, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    return done, time.monotonic() - started
+
+
+def test_range_with_two_workers_through_luigid(pipeline, luigid, tmp_path):
+    done, _ = luigi_command(pipeline, tmp_path, luigid, "RangeDaily", "--of", "CuratedTweets", "--start", "2021-01-01",
+                            "--stop", "2021-01-05", "--workers", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
     finished = tasks(luigid, "DONE")
-    curated = {t["params"]["date"]: t for t in finished.values() if t["name"] == "CuratedTweets"}
-    raw = {t["params"]["date"]: t for t in finished.values() if t["name"] == "RawTweets"}
-    assert set(curated) == set(raw) == {"2021-01-01", "2021-01-02"}
-    for task in curated.values():
+    curated_tasks = {t["params"]["date"]: t for t in finished.values() if t["name"] == "CuratedTweets"}
+    raw_tasks = {t["params"]["date"]: t for t in finished.values() if t["name"] == "RawTweets"}
+    days = {"2021-01-01", "2021-01-02", "2021-01-03", "2021-01-04"}
+    assert set(curated_tasks) == set(raw_tasks) == days
+    for task in curated_tasks.values():
         assert task["progress_percentage"] == 100 and task["status_message"].startswith("done: ")
-        assert task["status_message"].endswith(" rows")
-    for task in raw.values():
+    for task in raw_tasks.values():
         assert task["progress_percentage"] == 100 and " pages, " in task["status_message"]
     assert tasks(luigid, "FAILED") == {}
+    from datetime import date
+
+    assert maintenance.verify(date(2021, 1, 1), date(2021, 1, 4)) == []
 
 
 def test_failure_notification_links_to_the_task_in_luigid(pipeline, luigid, slack, tmp_path):
-    cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
-    done = subprocess.run([str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "RawTweets",
-                           "--date", "2022-09-12", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid)],
-                          env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg), "X_BEARER_TOKEN": "not-the-token"},
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done, _ = luigi_command(pipeline, tmp_path, luigid, "RawTweets", "--date", "2022-09-12",
+                            env={"X_BEARER_TOKEN": "not-the-token"})
     assert done.returncode == 30, done.stderr[-2000:]
     [event] = slack.bodies("/hook")
-    assert event["link"].startswith(f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId=ApiAvailable__")
+    assert event["link"].startswith(f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId=ApiAvailable_")
     assert event["link"] in slack.bodies("/slack")[0]["text"]
     assert "not-the-token" not in repr(slack.received)
     assert "not-the-token" not in done.stderr + done.stdout, "the token must never reach a log line"
 
 
-def _day_is_whole_and_consistent(pipeline, day: str) -> None:
-    from tests.helpers import manifest_key, parquet, raw_pages
-
-    endpoint = pipeline.seaweed.endpoint
-    stored = [t["id"] for p in raw_pages(endpoint, f"{pipeline.run}/raw/tweets/date={day}/pages.jsonl.gz") for t in p.get("data", ())]
-    rows = parquet(endpoint, f"{pipeline.run}/curated/tweets/date={day}/tweets.parquet").column("tweet_id").to_pylist()
-    manifest = json.loads(s3(endpoint).get_object(Bucket=BUCKET, Key=manifest_key(pipeline.run, "curated", day))["Body"].read())
-    assert stored == rows and manifest["rows"] == len(rows) > 0
+def test_a_failed_check_does_not_outlive_its_run(pipeline, luigid, tmp_path):
+    """A wrong token fails the run at once; the next run with the right token works at once, although
+    luigid keeps disabled tasks disabled for a day."""
+    failed, seconds = luigi_command(pipeline, tmp_path, luigid, "CuratedTweets", "--date", "2022-09-12",
+                                    env={"X_BEARER_TOKEN": "not-the-token"})
+    assert failed.returncode == 30, failed.stderr[-2000:]
+    assert failed.stderr.strip().splitlines()[-1].startswith("flixluigi: ApiAvailable failed: X API rejected the bearer token")
+    assert seconds < 60, "a check no retry can fix ends the run, it does not wait for scheduler retries"
+    assert [t for t in tasks(luigid, "DISABLED").values() if t["name"] == "ApiAvailable"], "the check is disabled in luigid"
+    worked, _ = luigi_command(pipeline, tmp_path, luigid, "CuratedTweets", "--date", "2022-09-12")
+    assert worked.returncode == 0, worked.stderr[-2000:]
+    assert curated(pipeline.seaweed.endpoint, pipeline.run).num_rows > 0
 
 
 @pytest.mark.parametrize("central", [True, False], ids=["shared-luigid", "two-local-schedulers"])
-def test_two_workers_on_the_same_day_end_with_one_correct_day(pipeline, luigid, tmp_path, central):
+def test_two_runs_of_the_same_day_end_with_one_correct_day(pipeline, luigid, tmp_path, central):
     cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
     scheduler = ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid)] if central else ["--local-scheduler"]
-    command = [str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", "CuratedTweets", "--date", "2022-09-12",
-               *scheduler, "--no-lock"]
-    workers = [subprocess.Popen(command, env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outcomes = [worker.communicate(timeout=300) for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], [err[-1500:] for _, err in outcomes]
-    if central:
-        ran = [err.count("done      CuratedTweets(date=2022-09-12)") for _, err in outcomes]
-        assert sorted(ran) == [0, 1], "luigid hands the day to exactly one worker"
-    _day_is_whole_and_consistent(pipeline, "2022-09-12")
+    command = [LUIGI, "--module", "flixluigi", "CuratedTweets", "--date", "2022-09-12", *scheduler, "--no-lock"]
+    runs = [subprocess.Popen(command, env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [run.communicate(timeout=300) for run in runs]
+    codes = sorted(run.returncode for run in runs)
+    # Under luigid the second run may find the day done, running elsewhere (exit 10, already_running),
+    # or the app's API budget (the x_api resource) held by the first run (exit 25, not_run).
+    assert codes in ([0, 0], [0, 10], [0, 25]), [err[-1500:] for _, err in outcomes]
+    from datetime import date
+
+    assert maintenance.verify(date(2022, 9, 12), date(2022, 9, 12)) == []
