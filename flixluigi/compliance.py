@@ -259,8 +259,9 @@ def apply_table(table: pa.Table | pa.RecordBatch, verdicts: Verdicts,
         removed = pc.is_in(ids, value_set=pa.array(list(verdicts.remove_tweets), pa.string()))
         for tweet_id in pc.filter(ids, removed).to_pylist():
             summary.tweets[tweet_id] = verdicts.remove_tweets[tweet_id]
-        summary.rows["removed"] = len(summary.tweets)
+        before = table.num_rows
         table = table.filter(pc.invert(pc.fill_null(removed, False)))
+        summary.rows["removed"] = before - table.num_rows
         ids = table.column("tweet_id")
     geo = [name for name in table.schema.names if name.startswith(GEO_PREFIX)]
     if verdicts.scrub_tweets and geo:

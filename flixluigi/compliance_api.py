@@ -93,7 +93,8 @@ class Job:
     def parse(cls, body: Any, where: str) -> Job:
         data = body.get("data") if isinstance(body, dict) else None
         if data is None and isinstance(body, dict) and body.get("errors"):
-            raise ComplianceRefused(f"{where}: {_problem(body, 200)}; run the compliance check again, which creates a new job")
+            details = " - ".join(str(e.get("detail") or e.get("message") or e.get("title")) for e in body["errors"] if isinstance(e, dict))
+            raise ComplianceRefused(f"{where}: {' '.join(details.split())}; run the compliance check again, which creates a new job")
         try:
             return cls(**{k: data[k] for k in ("id", "type", "status", "upload_url", "download_url")},
                        **{k: data.get(k) for k in ("name", "created_at", "upload_expires_at", "download_expires_at")})
@@ -104,6 +105,13 @@ class Job:
 
 @dataclass
 class ComplianceClient:
+    """Runs jobs against `base_url` (the API; pre-signed URLs come in its answers).
+
+    `poll_interval`/`poll_timeout` pace and bound the wait for a job (seconds; tests use
+    milliseconds). `session` must not carry an Authorization header: the token is added to API
+    calls only. `on_status` receives one-line progress for the scheduler.
+    """
+
     base_url: str
     token: str = field(repr=False)
     timeout: float = 60.0
@@ -126,6 +134,7 @@ class ComplianceClient:
             backoff.expo, ComplianceFault, max_tries=self.max_tries, factor=self.backoff_factor, max_value=60,
             jitter=backoff.full_jitter, on_backoff=self._on_backoff, giveup_log_level=logging.DEBUG, logger=None)
         self._request = retrying(self._attempt)
+        self._call = retrying(self._call_once)
         self._results = retrying(self._results_once)
 
     def check(self, kind: str, ids: Iterable[str], name: str | None = None) -> list[Record]:
@@ -194,16 +203,25 @@ class ComplianceClient:
     def _api(self, method: str, path: str, body: dict | None = None) -> dict:
         """One API call with the bearer token; waits out a spent rate limit."""
         for _ in range(self.max_tries):
-            response = self._request(method, self.base_url + path, f"{method} {path}", json=body,
-                                     headers={"Authorization": f"Bearer {self.token}", "User-Agent": "flixluigi"})
-            if response.status_code != 429:
-                try:
-                    return orjson.loads(response.content)
-                except orjson.JSONDecodeError:
-                    raise ComplianceMalformed(f"{method} {path} answered with a body that is not JSON; is [xapi] base_url an X API?") \
-                        from None
-            self._wait_for_reset(path, response)
+            answer = self._call(method, path, body)
+            if isinstance(answer, dict):
+                return answer
+            self._wait_for_reset(path, answer)
         raise ComplianceError(f"{method} {path} still rate limited after {self.max_tries} waits for the reset; run later")
+
+    def _call_once(self, method: str, path: str, body: dict | None) -> dict | requests.Response:
+        """The JSON answer, or the 429 response to wait out."""
+        response = self._attempt(method, self.base_url + path, f"{method} {path}", json=body,
+                                 headers={"Authorization": f"Bearer {self.token}", "User-Agent": "flixluigi"})
+        if response.status_code == 429:
+            return response
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise ComplianceFault(f"{method} {path}: incomplete JSON body (HTTP {response.status_code})") from None
+        if not isinstance(answer, dict):
+            raise ComplianceMalformed(f"{method} {path} answered with JSON that is not an object; is [xapi] base_url an X API?")
+        return answer
 
     def _wait_for_reset(self, path: str, response: requests.Response) -> None:
         try:
