@@ -95,9 +95,6 @@ class Verdicts:
     def __bool__(self) -> bool:
         return bool(self.remove_tweets or self.scrub_tweets or self.redact_users or self.scrub_users)
 
-    def tweet_reason(self, tweet_id: str) -> str | None:
-        return self.remove_tweets.get(tweet_id) or (SCRUB_GEO if tweet_id in self.scrub_tweets else None)
-
 
 def _split(records: Iterable[Record]) -> tuple[dict[str, str], set[str]]:
     remove: dict[str, str] = {}
@@ -148,7 +145,7 @@ def apply_page(page: dict, verdicts: Verdicts, summary: Summary) -> dict:
     if not touched and not users:
         return page
     for tweet in touched:
-        summary.tweets[tweet["id"]] = verdicts.tweet_reason(tweet["id"]) or SCRUB_GEO
+        summary.tweets[tweet["id"]] = verdicts.remove_tweets.get(tweet["id"], SCRUB_GEO)
     for user in users:
         summary.users[user["id"]] = verdicts.redact_users.get(user["id"], SCRUB_GEO)
     new = dict(page)
@@ -254,6 +251,8 @@ def apply_table(table: pa.Table | pa.RecordBatch, verdicts: Verdicts,
     key the rows were written with (their `pseudonym_key_id`).
     """
     summary = Summary()
+    if not verdicts:
+        return table, summary
     ids = table.column("tweet_id")
     if verdicts.remove_tweets:
         removed = pc.is_in(ids, value_set=pa.array(list(verdicts.remove_tweets), pa.string()))
