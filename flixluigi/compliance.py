@@ -40,7 +40,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flixluigi.pseudonym import Pseudonymizer
+from flixluigi.pseudonym import Pseudonymizer, is_pseudonym
 
 SCRUB_GEO = "scrub_geo"
 TWEET, USER = "tweet", "user"
@@ -247,8 +247,9 @@ def apply_table(table: pa.Table | pa.RecordBatch, verdicts: Verdicts,
                 pseudonymize: Callable[[str], str | None] | None = None) -> tuple[pa.Table | pa.RecordBatch, Summary]:
     """Curated rows without removed posts, with geo and redacted authors' profile columns cleared.
 
-    Curated rows name authors by pseudonym, so user verdicts need the `Pseudonymizer` of the
-    key the rows were written with (their `pseudonym_key_id`).
+    Curated rows name authors by pseudonym, so user verdicts keyed by raw user id need the
+    `Pseudonymizer` of the key the rows were written with (their `pseudonym_key_id`); verdicts
+    keyed by pseudonym (`Ledger.row_verdicts`) match as they are.
     """
     summary = Summary()
     if not verdicts:
@@ -278,20 +279,24 @@ def apply_table(table: pa.Table | pa.RecordBatch, verdicts: Verdicts,
 
 def _apply_authors(table: pa.Table | pa.RecordBatch, verdicts: Verdicts, pseudonymize: Callable[[str], str | None] | None,
                    summary: Summary) -> pa.Table | pa.RecordBatch:
-    if pseudonymize is None:
-        raise ComplianceDataError("user verdicts need the Pseudonymizer of the curated rows' key; pass pseudonymize=")
-    key_id = getattr(pseudonymize, "key_id", None)
-    if key_id is not None and "pseudonym_key_id" in table.schema.names and table.num_rows:
+    by_id = [u for u in (*verdicts.redact_users, *verdicts.scrub_users) if not is_pseudonym(u)]
+    if by_id and pseudonymize is None:
+        raise ComplianceDataError("user verdicts by user id need the Pseudonymizer of the curated rows' key; pass pseudonymize=")
+    pseudonyms = {u: u for u in (*verdicts.redact_users, *verdicts.scrub_users)}
+    if pseudonymize is not None:
+        pseudonyms.update((u, pseudonymize(u) or "") for u in by_id)
+    expected = {p.split(":")[0] for p in pseudonyms.values()}
+    if "pseudonym_key_id" in table.schema.names and table.num_rows:
         keys = set(pc.unique(table.column("pseudonym_key_id")).to_pylist())
-        if keys - {key_id}:
-            raise ComplianceDataError(f"curated rows were pseudonymised with {sorted(keys - {key_id})}, not {key_id}; "
+        if keys - expected:
+            raise ComplianceDataError(f"curated rows were pseudonymised with {sorted(keys - expected)}, not {sorted(expected)}; "
                                       "reprocess the days with the current key before applying user verdicts")
     profile = [n for n in table.schema.names if n.startswith("author_") and n not in KEPT_AUTHOR_COLUMNS]
-    for users, columns, label in ((verdicts.redact_users, profile, "authors_redacted"),
+    for group, columns, label in ((verdicts.redact_users, profile, "authors_redacted"),
                                   (verdicts.scrub_users, [n for n in profile if n == "author_location"], "authors_scrubbed")):
-        if not users or not columns:
+        if not group or not columns:
             continue
-        by_pseudonym = {pseudonymize(u): u for u in users}
+        by_pseudonym = {pseudonyms[u]: u for u in group}
         hit = pc.fill_null(pc.is_in(table.column("author_id"), value_set=pa.array(list(by_pseudonym), pa.string())), False)
         carrying = pc.and_(hit, _any_valid(table, columns))
         found = pc.unique(pc.filter(table.column("author_id"), carrying)).to_pylist()
@@ -325,14 +330,19 @@ class Ledger:
 
     An entry is `{"kind": "tweet"|"user", "hash": "<key_id>:<hmac>", "reason": ..., "day": "YYYY-MM-DD",
     "at": ISO time}`; the hash is the pseudonym HMAC under its own domain (`ledger:tweet:<id>`),
-    so it never equals a curated pseudonym and cannot be reversed without the key.
+    so it never equals a curated pseudonym and cannot be reversed without the key. User entries
+    also carry the user's curated `pseudonym` (already in the curated table, never a raw id):
+    curated rows name authors only by pseudonym, so that is how a restore finds them again.
+    Record the summary of applying job results to raw pages (it holds raw ids).
     """
 
     def __init__(self, key: bytes, entries: Iterable[dict] = ()):
         self._hash = {kind: Pseudonymizer(key, domain=LEDGER_DOMAIN + kind.encode() + b":") for kind in (TWEET, USER)}
+        self._pseudonym = Pseudonymizer(key)
         self.key_id = self._hash[TWEET].key_id
         self.entries: list[dict] = []
         self._known: dict[tuple[str, str], str] = {}
+        self._authors: dict[str, str] = {}  # curated pseudonym -> reason
         for entry in entries:
             self._remember(entry)
 
@@ -346,6 +356,8 @@ class Ledger:
             for value, reason in sorted(ids.items()):
                 entry = {"kind": kind, "hash": self.hash(kind, value), "reason": reason, "day": day.isoformat(),
                          "at": at.isoformat()}
+                if kind == USER:
+                    entry["pseudonym"] = self._pseudonym(value)
                 known = self._known.get((kind, entry["hash"]))
                 if known is None or (known == SCRUB_GEO and reason != SCRUB_GEO):
                     self._remember(entry)
@@ -358,6 +370,12 @@ class Ledger:
                    for kind, ids in ((TWEET, tweet_ids), (USER, user_ids))}
         return Verdicts.from_records(records[TWEET], records[USER])
 
+    def row_verdicts(self, tweet_ids: Iterable[str]) -> Verdicts:
+        """Verdicts for curated rows: posts by id, authors by their pseudonym (for `apply_table`)."""
+        tweets = self.verdicts(tweet_ids)
+        users = Verdicts.from_records(users=[Record(p, reason) for p, reason in self._authors.items()])
+        return Verdicts(tweets.remove_tweets, tweets.scrub_tweets, users.redact_users, users.scrub_users)
+
     def _remember(self, entry: dict) -> None:
         if entry.get("kind") not in (TWEET, USER) or not isinstance(entry.get("hash"), str):
             raise ComplianceDataError(f"ledger entry {str(entry)[:120]!r} lacks kind or hash; the ledger object is corrupt")
@@ -367,4 +385,6 @@ class Ledger:
         previous = self._known.get((entry["kind"], entry["hash"]))
         if previous is None or previous == SCRUB_GEO:  # a removal supersedes a scrub
             self._known[(entry["kind"], entry["hash"])] = entry["reason"]
+            if entry["kind"] == USER and isinstance(entry.get("pseudonym"), str):
+                self._authors[entry["pseudonym"]] = entry["reason"]
         self.entries.append(entry)

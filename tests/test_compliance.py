@@ -373,6 +373,11 @@ def test_ledger_keeps_hashes_only_and_reapplies_to_older_data(serve, flagged):
     tweet_ids, user_ids = ids_to_check(pages)
     replayed, _ = apply_pages(pages, reread.verdicts(tweet_ids, user_ids))
     assert [dumps(p) for p in replayed] == [dumps(p) for p in out]
+    pseudo = Pseudonymizer(KEY)
+    table = curated(pages, pseudo)
+    expected, _ = apply_table(table, verdicts, pseudo)
+    restored, _ = apply_table(table, reread.row_verdicts(table.column("tweet_id").to_pylist()))
+    assert restored.equals(expected)
     with pytest.raises(ComplianceDataError) as exc:
         Ledger(b"another-key-0123456789abcdef012345", stored)
     assert "HMAC key the ledger was written with" in one_line(exc)
