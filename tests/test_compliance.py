@@ -176,6 +176,17 @@ def test_transient_faults_are_retried(serve):
     assert sum(server.faults_injected.values()) > 0
 
 
+def test_a_rate_limit_longer_than_the_longest_wait_fails_in_one_line():
+    server = sandbox.start(token=TOKEN, rate_limit=1, rate_window=900, compliance=ComplianceConfig(polls_to_complete=5))
+    try:
+        with pytest.raises(ComplianceError) as exc:
+            client(server, max_rate_limit_wait=60).check("tweets", ["1001"])
+    finally:
+        server.shutdown()
+    assert "rate limit of /2/compliance/jobs/" in one_line(exc) and "run later" in str(exc.value)
+    assert server.statuses[429] == 1
+
+
 def test_wrong_token_and_bad_inputs_fail_in_one_line(serve):
     server = serve()
     with pytest.raises(Unauthorized) as exc:
