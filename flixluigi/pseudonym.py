@@ -48,13 +48,18 @@ def key_id(key: bytes) -> str:
 
 
 class Pseudonymizer:
-    """Maps user ids to pseudonyms, caching them: a day repeats the same users many times."""
+    """Maps user ids to pseudonyms, caching them: a day repeats the same users many times.
 
-    def __init__(self, key: bytes):
+    `domain` separates uses of the one key: the same id hashed for another purpose (the
+    compliance ledger) gives an unrelated value.
+    """
+
+    def __init__(self, key: bytes, domain: bytes = b"user:"):
         self.key_id = key_id(key)
         self._prefix = self.key_id + ":"
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
         self._cache: dict[str, str] = {}
+        self._domain = domain
 
     def __call__(self, user_id: str | None) -> str | None:
         if user_id is None:
@@ -62,7 +67,7 @@ class Pseudonymizer:
         found = self._cache.get(user_id)
         if found is None:
             mac = self._mac.copy()
-            mac.update(b"user:" + user_id.encode())
+            mac.update(self._domain + user_id.encode())
             found = self._cache[user_id] = self._prefix + mac.hexdigest()[:DIGEST_HEX]
         return found
 

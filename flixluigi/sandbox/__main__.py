@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from flixluigi.sandbox import DEFAULT_TOKEN, FAULTS, Faults, start
+from flixluigi.sandbox import DEFAULT_TOKEN, FAULTS, ComplianceConfig, Faults, start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,13 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault")
     parser.add_argument("--usage-capped", action="store_true", help="answer every request with the usage-cap 429")
+    parser.add_argument("--compliance-rate", type=float, default=0.0,
+                        help="share of ids the compliance jobs report deleted/protected/suspended/scrub_geo (0..0.5, seeded by --seed)")
     args = parser.parse_args(argv)
     try:
         faults = Faults(rate=args.fault_rate, kinds=tuple(k for k in args.faults.split(",") if k), seed=args.fault_seed,
                         slow_seconds=args.slow_seconds, usage_capped=args.usage_capped)
         server = start(args.host, args.port, token=os.environ.get(args.token_env) or DEFAULT_TOKEN, volume=args.volume,
                        seed=args.seed, replay=tuple(args.replay), rate_limit=args.rate_limit,
-                       rate_window=args.rate_window, faults=faults)
+                       rate_window=args.rate_window, faults=faults,
+                       compliance=ComplianceConfig(rate=args.compliance_rate, seed=args.seed))
     except (OSError, ValueError) as exc:
         print(f"sandbox: cannot start: {exc}", file=sys.stderr)
         return 2
