@@ -87,7 +87,7 @@ class Gate(luigi.Task):
         return runs.passed(self.task_id)
 
     def run(self) -> None:
-        self.check()
+        with_retries(self.check, self.task_family, Reporter(progress=lambda message, percent=None: self.set_status_message(message)))
         runs.mark_passed(self.task_id)
 
     def on_failure(self, exception: BaseException) -> str:

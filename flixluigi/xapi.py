@@ -33,6 +33,8 @@ RETRYABLE_STATUS = {500, 502, 503, 504}
 class XApiError(Exception):
     """A failure of the API or of its use; the message is one line with the fix."""
 
+    transient = False
+
 
 class ApiUnreachable(XApiError):
     pass
@@ -56,6 +58,8 @@ class MalformedResponse(XApiError):
 
 class TransientFault(XApiError):
     """Worth retrying: 5xx, time-outs, dropped connections, bodies that are not complete JSON."""
+
+    transient = True
 
 
 @dataclass(frozen=True)

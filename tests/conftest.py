@@ -76,6 +76,14 @@ class Seaweed:
                        capture_output=True, text=True, timeout=120)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_run_summary():
+    """The run's failure lines are printed at exit of a `luigi` command, not of the test session."""
+    import atexit
+
+    atexit.unregister(runs._print_failures)
+
+
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory):
     server = Seaweed(tmp_path_factory.mktemp("seaweedfs"))

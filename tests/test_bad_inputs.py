@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import botocore.config
 import pytest
-from luigi.contrib.s3 import S3Client
 
 from flixluigi import Reprocess, config, sandbox
 from flixluigi.cli import parse_day
@@ -65,7 +64,7 @@ def api_answer(status: int, body: object, call: str = "search") -> Callable[[], 
     return run
 
 
-def setting(section: str, key: str, value: str) -> Callable[[], object]:
+def setting(section: str, key: str, value: str, check: Callable[[], None] = config.check_settings) -> Callable[[], object]:
     def run() -> object:
         import luigi.configuration
         from luigi.task_register import Register
@@ -77,10 +76,12 @@ def setting(section: str, key: str, value: str) -> Callable[[], object]:
         cfg.set(section, key, value)
         Register.clear_instance_cache()
         try:
-            return config.check_settings()
+            return check()
         finally:
             if had is False:
                 cfg.remove_option(section, key)
+                if not cfg.options(section):
+                    cfg.remove_section(section)
             else:
                 cfg.set(section, key, had)
             Register.clear_instance_cache()
@@ -108,11 +109,10 @@ def key_from(env: str | None, file_text: bytes | None, tmp_path) -> Callable[[],
 def storage(seaweed, bucket: str = "flixluigi-test", endpoint: str | None = None, secret: str | None = None):
     def run() -> object:
 
-        client = S3Client(endpoint_url=endpoint or seaweed.endpoint, region_name="us-east-1")
-        client.s3 = boto3.resource("s3", endpoint_url=endpoint or seaweed.endpoint, region_name="us-east-1",
-                                   aws_access_key_id="flixluigi-test", aws_secret_access_key=secret or "flixluigi-test-secret",
-                                   config=botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=2))
-        return Storage(bucket, "raw", "curated", "archive", client).check()
+        client = boto3.client("s3", endpoint_url=endpoint or seaweed.endpoint, region_name="us-east-1",
+                              aws_access_key_id="flixluigi-test", aws_secret_access_key=secret or "flixluigi-test-secret",
+                              config=botocore.config.Config(retries={"max_attempts": 1}, connect_timeout=2))
+        return Storage(bucket, client).check()
     return run
 
 
@@ -145,7 +145,14 @@ CASES: list[tuple[str, Callable[..., Callable[[], object]], str]] = [
     ("reconcile choice", lambda t, s: setting("xapi", "reconcile", "maybe"), "luigi.cfg [xapi] is invalid"),
     ("bucket name", lambda t, s: setting("storage", "bucket", "My_Bucket"), "[storage] bucket = 'My_Bucket' is not an S3 bucket name"),
     ("same prefixes", lambda t, s: setting("storage", "curated_prefix", "raw/tweets"),
-     "raw_prefix, curated_prefix and archive_prefix must be three different"),
+     "raw_prefix, curated_prefix and records_prefix must be non-empty and none inside another"),
+    ("nested prefixes", lambda t, s: setting("storage", "records_prefix", "raw/tweets/records"),
+     "raw_prefix, curated_prefix and records_prefix must be non-empty and none inside another"),
+    ("misspelt key", lambda t, s: setting("xapi", "endpont", "all", config.check_names),
+     "luigi.cfg [xapi] has no setting 'endpont'; did you mean 'endpoint'?"),
+    ("misspelt section", lambda t, s: setting("xpai", "base_url", "https://api.x.com", config.check_names),
+     "luigi.cfg has an unknown section [xpai]; did you mean [xapi]?"),
+    ("day tries", lambda t, s: setting("days", "tries", "0"), "[days] tries = 0 must be at least 1"),
     ("notify timeout", lambda t, s: setting("notify", "timeout", "-1"), "[notify] timeout = -1.0 must be more than 0"),
     # HMAC keys
     ("no key", lambda t, s: key_from(None, None, t), "no HMAC key: set $BAD_INPUT_KEY"),

@@ -11,7 +11,7 @@ from luigi.execution_summary import LuigiStatusCode
 
 from flixluigi import CuratedTweets, RawTweets, notify, sandbox
 from tests.conftest import HMAC_KEY, TOKEN, api_url
-from tests.helpers import keys, manifest_key
+from tests.helpers import curated, keys, pointers, records
 
 DAY = date(2022, 9, 12)
 
@@ -34,7 +34,7 @@ def test_failure_is_notified_once_with_hint_and_no_secret(pipeline, slack, monke
 
 
 def test_day_failure_names_the_day(pipeline, slack, monkeypatch):
-    monkeypatch.setattr("flixluigi.days.write_parquet", _quality_failure)
+    monkeypatch.setattr("flixluigi.days.check_batch", _quality_failure)
     assert not build(CuratedTweets(DAY)).scheduling_succeeded
     [event] = slack.bodies("/hook")
     assert event["day"] == "2022-09-12" and event["error"] == "tweet 1 is outside the day"
@@ -51,7 +51,8 @@ def test_empty_day_fails_by_default_and_warns_when_asked(pipeline, slack, failur
     assert build(CuratedTweets(DAY)).scheduling_succeeded
     warnings = [e for e in slack.bodies("/hook") if e["event"] == "warning"]
     assert len(warnings) == 1 and "published an empty day" in warnings[0]["error"]
-    assert manifest_key(pipeline.run, "curated", DAY) in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/")
+    assert [r["rows"] for r in records(pipeline.seaweed.endpoint, pipeline.run, DAY)] == [0]
+    assert curated(pipeline.seaweed.endpoint, pipeline.run, DAY).num_rows == 0
 
 
 def test_counts_mismatch_is_a_warning(pipeline, slack, monkeypatch):
@@ -84,30 +85,34 @@ def test_undeliverable_notifications_never_fail_the_pipeline(pipeline, slack, mo
 
 
 @pytest.mark.faults
-def test_transient_failure_is_retried_by_the_scheduler_and_notified_once(pipeline, slack, failures):
+def test_transient_failure_is_retried_in_the_task_and_not_notified(pipeline, slack, failures):
+    """A day that fails in a way a retry can mend is tried again inside the task ([days] tries), with the
+    wait announced in the log; the scheduler never sees a failure, so nothing is notified."""
     faults = sandbox.Faults(rate=1.0, kinds=("503",))
     flaky = sandbox.start(token=TOKEN, faults=faults)
+    announced: list[str] = []
+
+    def heal(record: logging.LogRecord) -> bool:
+        if "retrying in" in record.getMessage():
+            announced.append(record.getMessage())
+            faults.rate = 0.0  # the API recovers while the task waits
+        return True
+
+    handler = logging.Handler()
+    handler.emit = heal
+    logging.getLogger("luigi-interface").addHandler(handler)
     try:
         pipeline.set("xapi", "base_url", api_url(flaky))
         pipeline.set("xapi", "max_tries", "1")
-        pipeline.set("worker", "keep_alive", "true")
-        pipeline.set("scheduler", "retry_delay", "1")
-        pipeline.set("scheduler", "retry_count", "3")
-
-        def recover(task, exception):
-            faults.rate = 0.0
-
-        luigi.Task.event_handler(luigi.Event.FAILURE)(recover)
-        try:
-            result = build(RawTweets(DAY))
-        finally:
-            luigi.Task._event_callbacks[luigi.Task][luigi.Event.FAILURE].discard(recover)
+        pipeline.set("days", "tries", "2")
+        result = build(RawTweets(DAY))
     finally:
+        logging.getLogger("luigi-interface").removeHandler(handler)
         flaky.shutdown()
-    assert result.status == LuigiStatusCode.SUCCESS_WITH_RETRY, result.summary_text
-    assert len(failures) == 1
-    assert len([e for e in slack.bodies("/hook") if e["event"] == "failure"]) == 1
-    assert manifest_key(pipeline.run, "raw", DAY) in keys(pipeline.seaweed.endpoint, f"{pipeline.run}/raw/")
+    assert result.status == LuigiStatusCode.SUCCESS, result.summary_text
+    assert len(announced) == 1 and "HTTP 503" in announced[0] and "retrying in 0s (try 2 of 2)" in announced[0], announced
+    assert failures == [] and [e for e in slack.bodies("/hook") if e["event"] == "failure"] == []
+    assert len(pointers(pipeline.seaweed.endpoint, pipeline.run, DAY)) == 1
 
 
 def test_redact_hides_every_configured_secret(monkeypatch):
