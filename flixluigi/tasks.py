@@ -166,33 +166,34 @@ class DayTask(luigi.Task):
         return bool(self.completed_of([self.date]))
 
     @classmethod
-    def completed_of(cls, days: list[date]) -> list[date]:
+    def completed_of(cls, days: list[date], skip_unservable: bool = False) -> list[date]:
         """The complete ones among `days`, from one snapshot. Unknown counts as not done: S3 being down
-        or the key missing is then reported by Preflight in one line."""
+        or the key missing is then reported by Preflight in one line. With `skip_unservable`, days the
+        endpoint cannot serve and that have no stored raw day count as done too (nothing to fetch)."""
         try:
             state = snapshot(cls.needs_records())
-            return [day for day in days if cls.done_in(state, day)]
+            done = [day for day in days if cls.done_in(state, day)]
         except Exception as exc:
             log.warning("%s: cannot tell which days are complete: %s", cls.__name__, first_line(exc))
             return []
+        if not skip_unservable:
+            return done
+        finished = set(done)
+        skipped = [day for day in days if day not in finished and not state.raw_complete(day) and servable(day)]
+        if skipped:
+            log.warning("%s: skipping %d day(s) from %s to %s that [xapi] endpoint = %s cannot serve (%s)", cls.__name__,
+                        len(skipped), min(skipped), max(skipped), config.xapi().endpoint, servable(skipped[0]))
+        return [day for day in days if day in finished or day in skipped]
 
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable) -> list:
-        """RangeDaily's question for a whole range, in a constant number of requests.
+        """RangeDaily's question for a whole range, from one snapshot (a constant number of requests).
 
         Days the endpoint cannot serve and that have no stored raw day count as done here, with one
         log line: a range over them has nothing to fetch (`complete()` still says no, so a single
         such day asked for by name fails with its reason)."""
         task_cls = getattr(cls, "func", cls)  # RangeDaily passes functools.partial(cls, **of_params)
-        days = list(parameter_tuples)
-        done = set(task_cls.completed_of(days))
-        state_raw = snapshot(False) if len(done) < len(days) else None
-        skipped = [day for day in days if day not in done and state_raw is not None
-                   and not state_raw.raw_complete(day) and servable(day)]
-        if skipped:
-            log.warning("%s: skipping %d day(s) from %s to %s that [xapi] endpoint = %s cannot serve (%s)", task_cls.__name__,
-                        len(skipped), min(skipped), max(skipped), config.xapi().endpoint, servable(skipped[0]))
-        return [day for day in days if day in done or day in skipped]
+        return task_cls.completed_of(list(parameter_tuples), skip_unservable=True)
 
     def reporter(self) -> Reporter:
         return Reporter(progress=self.progress, warn=self.warn)
