@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # The main job end to end on embedded defaults: local SeaweedFS + X API sandbox.
 #   scripts/demo.sh [YYYY-MM-DD]   (default 2022-09-12)
+# Starts the local services that are not running and stops those (only those) on exit; services
+# you started yourself (scripts/seaweedfs.sh start, scripts/sandbox.sh start) keep running.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 DAY=${1:-2022-09-12}
 
 ensure_venv
-# A demo key: the curated objects of a real deployment need a secret key of your own.
-export FLIXLUIGI_HMAC_KEY=${FLIXLUIGI_HMAC_KEY:-flixluigi-demo-key-not-secret-0123456789}
 
-cleanup() { scripts/sandbox.sh stop >/dev/null; scripts/seaweedfs.sh stop >/dev/null; }
+started=()
+cleanup() {
+  local i
+  for ((i = ${#started[@]} - 1; i >= 0; i--)); do scripts/"${started[i]}".sh stop >/dev/null; done
+}
 trap cleanup EXIT
-scripts/seaweedfs.sh start
-scripts/sandbox.sh start
+for service in seaweedfs sandbox; do
+  if scripts/$service.sh status >/dev/null; then
+    echo "== $service already running: the demo uses it and leaves it running"
+  else
+    scripts/$service.sh start
+    started+=("$service")
+  fi
+done
 
 echo "== luigi --module flixluigi CuratedTweets --date $DAY --local-scheduler"
 luigi --module flixluigi CuratedTweets --date "$DAY" --local-scheduler
 echo "== the curated day"
 flixluigi summary --date "$DAY"
 echo "== data stays in $RUN_DIR/seaweedfs between runs; a second run finds the day complete"
+echo "== to go on by hand: . scripts/env.sh && scripts/seaweedfs.sh start && scripts/sandbox.sh start"

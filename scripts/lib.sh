@@ -1,16 +1,11 @@
-# Shared set-up of the demo and test scripts: virtual environment, local ports, local secrets.
-# Source it from the repository root: `. scripts/lib.sh`.
+# Shared set-up of the demo, service and test scripts: virtual environment, local ports, and the
+# local environment of scripts/env.sh. Source it from a script: `. "$(dirname "$0")/lib.sh"`.
 
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${FLIXLUIGI_VENV:-$ROOT/.venv}
 RUN_DIR=${FLIXLUIGI_RUN_DIR:-$ROOT/.run}
 PYTHON=${PYTHON:-python3}
-
-# Local stand-ins only: these throwaway credentials never guard anything real.
-export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-flixluigi-local}
-export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-flixluigi-local-secret}
-export X_BEARER_TOKEN=${X_BEARER_TOKEN:-sandbox-bearer-token}
-export SANDBOX_BEARER_TOKEN=${SANDBOX_BEARER_TOKEN:-$X_BEARER_TOKEN}
 
 ensure_venv() {
   # Creates the venv and installs the project with its test extras; quiet when already done.
@@ -19,13 +14,14 @@ ensure_venv() {
     "$PYTHON" -m venv "$VENV"
   fi
   local stamp="$VENV/.flixluigi-installed"
-  if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ] || [ "$ROOT/constraints.txt" -nt "$stamp" ]; then
     echo "== installing flixluigi and its dependencies"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]"
+    # The versions of constraints.txt, the ones the Docker image installs: tests run what deploys.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --constraint "$ROOT/constraints.txt" -e "$ROOT[test]"
     touch "$stamp"
   fi
-  export PATH="$VENV/bin:$PATH"
+  case ":$PATH:" in *":$VENV/bin:"*) ;; *) export PATH="$VENV/bin:$PATH" ;; esac
 }
 
 wait_http() {

