@@ -28,12 +28,15 @@ COLUMNS = ("date", "lang", "is_reply", "is_quote", "is_retweet", "retweet_count"
            "hashtags")
 TOP_HASHTAGS = 15
 TOP_LANGUAGES = 8
+LABEL_CHARS = 40  # a longer hashtag is cut on the axis (shown whole on hover), or it squeezes the bars away
+PROBLEM_ROWS = 50  # the table stays short on a long backfill; the volume chart marks every day
 COLOURS = {"fetched": "#2a6fdb", "expected": "#222222", "ok": "#2e9d5b", "failed": "#d62728", "missing": "#7f7f7f",
            "stale": "#e69f00", "reply": "#2a6fdb", "quote": "#9467bd", "retweet": "#17becf", "posts": "#222222"}
 # Nothing may be fetched: scripts and styles are inline, pictures are data: URLs (plotly's download button).
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 DAY_MS = 86_400_000
+SHORT_RANGE = 62  # days: up to this, one tick a day, point markers and grouped bars; beyond, lines
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,14 @@ def _label(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 1] + "…"
+
+
 def _volume(x: list[str], health: list[DayHealth]) -> go.Figure:
     figure = go.Figure()
     figure.add_bar(name="fetched", x=x, y=[h.fetched for h in health], marker_color=COLOURS["fetched"])
-    figure.add_scatter(name="expected (counts endpoint)", x=x, y=[h.expected for h in health], mode="lines+markers",
+    figure.add_scatter(name="expected (counts endpoint)", x=x, y=[h.expected for h in health], mode=_line_mode(x),
                        line={"color": COLOURS["expected"], "dash": "dot"})
     for state in STATES[1:]:
         marked = [h for h in health if h.state == state]
@@ -160,8 +167,11 @@ def _volume(x: list[str], health: list[DayHealth]) -> go.Figure:
 def _kinds(x: list[str], per_day: dict[str, list[int | None]]) -> go.Figure:
     figure = go.Figure()
     for name, column in (("replies", "is_reply"), ("quotes", "is_quote"), ("retweets", "is_retweet")):
-        figure.add_bar(name=name, x=x, y=per_day[column], marker_color=COLOURS[column[3:]])
-    figure.add_scatter(name="all curated posts", x=x, y=per_day["posts"], mode="lines+markers", line={"color": COLOURS["posts"]})
+        if len(x) <= SHORT_RANGE:
+            figure.add_bar(name=name, x=x, y=per_day[column], marker_color=COLOURS[column[3:]])
+        else:  # hundreds of grouped bars are noise
+            figure.add_scatter(name=name, x=x, y=per_day[column], mode="lines", line={"color": COLOURS[column[3:]]})
+    figure.add_scatter(name="all curated posts", x=x, y=per_day["posts"], mode=_line_mode(x), line={"color": COLOURS["posts"]})
     figure.update_layout(yaxis_title="posts", barmode="group")
     return _day_axis(figure, len(x))
 
@@ -170,7 +180,7 @@ def _engagement(x: list[str], per_day: dict[str, list[int | None]]) -> go.Figure
     figure = go.Figure()
     for name, column in (("likes", "like_count"), ("retweets", "retweet_count"), ("replies", "reply_count"),
                          ("quotes", "quote_count")):
-        figure.add_scatter(name=name, x=x, y=per_day[column], mode="lines+markers")
+        figure.add_scatter(name=name, x=x, y=per_day[column], mode=_line_mode(x))
     figure.update_layout(yaxis_title="received by the day's posts (public metrics)")
     return _day_axis(figure, len(x))
 
@@ -195,8 +205,9 @@ def _languages(table: pa.Table) -> go.Figure:
 def _hashtags(table: pa.Table) -> go.Figure:
     tags = _top(pc.list_flatten(table["hashtags"]).combine_chunks() if table.num_rows else pa.array([], pa.string()),
                 TOP_HASHTAGS)[::-1]
-    figure = go.Figure(go.Bar(x=[count for _, count in tags], y=[_label("#" + tag) for tag, _ in tags], orientation="h",
-                              marker_color=COLOURS["fetched"]))
+    names = ["#" + tag for tag, _ in tags]
+    figure = go.Figure(go.Bar(x=[count for _, count in tags], y=[_label(_cut(name)) for name in names], orientation="h",
+                              hovertext=[_label(name) for name in names], hoverinfo="x+text", marker_color=COLOURS["fetched"]))
     figure.update_layout(xaxis_title="posts", yaxis={"type": "category", "automargin": True})
     return figure
 
@@ -214,10 +225,16 @@ def _health(x: list[str], health: list[DayHealth]) -> go.Figure:
     return _day_axis(figure, len(x))
 
 
+def _line_mode(x: list[str]) -> str:
+    return "lines+markers" if len(x) <= SHORT_RANGE else "lines"
+
+
 def _day_axis(figure: go.Figure, days: int) -> go.Figure:
     """Dates on x; one tick a day on short ranges (plotly would otherwise tick at noon), automatic on long ones."""
     figure.update_xaxes(type="date")
-    if days <= 31:
+    figure.update_yaxes(rangemode="tozero")
+    figure.update_traces(marker_line_width=0, selector={"type": "bar"})  # bar outlines wash out a long range
+    if days <= SHORT_RANGE // 2:
         figure.update_xaxes(dtick=DAY_MS, tickformat="%b %d")
     return figure.update_layout(hovermode="x unified")
 
@@ -283,7 +300,9 @@ def _problems(health: list[DayHealth]) -> str:
         f'<tr class="{h.state}"><td>{h.day.isoformat()}</td><td><span class="state {h.state}">{h.state}</span></td>'
         f"<td>{count(h.fetched)} / {count(h.expected)}</td><td>{html.escape(h.error or '')}</td>"
         f"<td>{f'<code>{html.escape(h.remedy)}</code>' if h.remedy else '&mdash;'}</td></tr>"
-        for h in problems)
+        for h in problems[:PROBLEM_ROWS])
+    if len(problems) > PROBLEM_ROWS:
+        body += f'<tr class="more"><td colspan="5">and {len(problems) - PROBLEM_ROWS:,} more days with problems</td></tr>'
     return ('<table><thead><tr><th>day</th><th>state</th><th>fetched / expected</th><th>error</th><th>what to run</th></tr>'
             f"</thead><tbody>{body}</tbody></table>")
 
@@ -303,7 +322,8 @@ main { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16p
 .volume, .health, .problems { grid-column: 1 / -1; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e4e4e7; vertical-align: top; }
-code { background: #f4f5f7; padding: 2px 4px; border-radius: 4px; word-break: break-all; }
+td:nth-child(-n+3), th:nth-child(-n+3), code { white-space: nowrap; }
+code { background: #f4f5f7; padding: 2px 4px; border-radius: 4px; }
 .state { padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; }
 .state.ok { background: #2e9d5b; } .state.failed { background: #d62728; }
 .state.missing { background: #7f7f7f; } .state.stale { background: #e69f00; }
