@@ -45,6 +45,8 @@ class DayHealth:
 
     `fetched` is tweets received from the search API, `expected` the counts endpoint's total and
     `rows` the curated rows; None where a figure is unknown (a day never fetched, no count asked).
+    A day whose state is not "ok", or that carries an `error` (a counts mismatch, say), is listed
+    in the report's problem table with its `remedy`, the command that fixes it.
     """
 
     day: date
