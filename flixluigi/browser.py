@@ -222,7 +222,8 @@ def problems(events: list[dict]) -> list[str]:
             if url.split(":", 1)[0].lower() not in LOCAL_SCHEMES:
                 found.append(f"request to a non-local URL: {url}")
         elif method == "Network.loadingFailed":
-            found.append(f"request failed ({params.get('errorText')}): {urls.get(params['requestId'], '?')}")
+            why = params.get("errorText") or f"blocked: {params.get('blockedReason') or params.get('corsErrorStatus') or 'unknown'}"
+            found.append(f"request failed ({why}): {urls.get(params['requestId'], '?')}")
         elif method == "Network.responseReceived" and params["response"].get("status", 0) >= 400:
             found.append(f"HTTP {params['response']['status']}: {params['response']['url']}")
         elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):

@@ -2,7 +2,8 @@
 
 `render` is pure: curated rows and one `DayHealth` per day in, HTML text out. The page carries
 its charting library inline (plotly.js, from the `plotly` wheel) and a Content-Security-Policy
-that forbids every request, so opening the file never reaches another host. Only aggregates
+that forbids every request, and every script but its own two, so opening the file never reaches
+another host. Only aggregates
 reach the page: the rows are cut to the columns the charts count, so no tweet id, pseudonym or
 text can leak into it. Every string from the data (hashtags, languages, errors) is HTML-escaped
 before it reaches the page or a chart label (plotly reads a small HTML subset in labels), and the
@@ -11,6 +12,8 @@ charts' JSON has `<`, `>` and `/` escaped, so user content cannot close the scri
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +35,9 @@ LABEL_CHARS = 40  # a longer hashtag is cut on the axis (shown whole on hover), 
 PROBLEM_ROWS = 50  # the table stays short on a long backfill; the volume chart marks every day
 COLOURS = {"fetched": "#2a6fdb", "expected": "#222222", "ok": "#2e9d5b", "failed": "#d62728", "missing": "#7f7f7f",
            "stale": "#e69f00", "reply": "#2a6fdb", "quote": "#9467bd", "retweet": "#17becf", "posts": "#222222"}
-# Nothing may be fetched: scripts and styles are inline, pictures are data: URLs (plotly's download button).
-CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
+# Nothing may be fetched: styles are inline, pictures data: URLs (plotly's download button), and only the
+# page's own two scripts, named by hash, may run: markup that slipped through escaping could not execute.
+CSP = "default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 DAY_MS = 86_400_000
 SHORT_RANGE = 62  # days: up to this, one tick a day, point markers and grouped bars; beyond, lines
@@ -159,10 +163,11 @@ def _volume(x: list[str], health: list[DayHealth]) -> go.Figure:
                 mode="markers", marker={"symbol": "x" if state == "failed" else "diamond-open", "size": 14,
                                         "color": COLOURS[state], "line": {"width": 2}},
                 hovertext=[_label(h.error or state) for h in marked], hoverinfo="x+name+text")
-        for h in marked:
-            figure.add_vrect(x0=f"{h.day - timedelta(days=1)}T12:00", x1=f"{h.day}T12:00", fillcolor=COLOURS[state],
-                             opacity=0.12, line_width=0, layer="below")
-    figure.update_layout(yaxis_title="tweets", barmode="overlay")
+    # A band behind each day that is not ok; set at once (add_vrect re-validates all shapes: quadratic).
+    bands = [{"type": "rect", "xref": "x", "yref": "paper", "x0": f"{h.day - timedelta(days=1)}T12:00", "x1": f"{h.day}T12:00",
+              "y0": 0, "y1": 1, "fillcolor": COLOURS[h.state], "opacity": 0.12, "line": {"width": 0}, "layer": "below"}
+             for h in health if h.state != "ok"]
+    figure.update_layout(yaxis_title="tweets", barmode="overlay", shapes=bands)
     return _day_axis(figure, len(x))
 
 
@@ -250,11 +255,17 @@ def _page(start: date, end: date, health: list[DayHealth], table: pa.Table,
     sections = "\n".join(f'<section class="card {key}"><h2>{html.escape(title)}</h2><div id="chart-{key}" class="chart"></div></section>'
                          for key, title, _ in charts)
     title = f"#FlixBus {start.isoformat()} to {end.isoformat()}"
+    scripts = [get_plotlyjs(), f"""
+const figures = [{figures}];
+const config = {pio.json.to_json_plotly(PLOTLY_CONFIG)};
+window.pageReady = Promise.all(figures.map(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, config)));
+"""]
+    csp = CSP.format(scripts=" ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts))
     return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
 <style>{STYLE}</style>
@@ -265,12 +276,7 @@ def _page(start: date, end: date, health: list[DayHealth], table: pa.Table,
 {sections}
 <section class="card problems"><h2>Days with problems</h2>{_problems(health)}</section>
 </main>
-<script>{get_plotlyjs()}</script>
-<script>
-const figures = [{figures}];
-const config = {pio.json.to_json_plotly(PLOTLY_CONFIG)};
-window.pageReady = Promise.all(figures.map(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, config)));
-</script>
+{"".join(f"<script>{script}</script>" for script in scripts)}
 </body>
 </html>
 """
