@@ -24,6 +24,16 @@ ensure_venv() {
   case ":$PATH:" in *":$VENV/bin:"*) ;; *) export PATH="$VENV/bin:$PATH" ;; esac
 }
 
+ensure_chromium() {
+  # Headless Chromium from the distribution, for the report's browser tests and screenshots.
+  if [ -n "${FLIXLUIGI_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then return; fi
+  echo "== installing chromium (apt-get)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-liberation fonts-dejavu-core
+}
+
 wait_http() {
   # wait_http URL SECONDS: until the URL answers at all (any HTTP status).
   local url=$1 deadline=$((SECONDS + $2))

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: venv, packages, then pytest. The session fixtures
+# The whole test suite on a fresh machine: venv, packages, Chromium, then pytest. The session fixtures
 # start SeaweedFS, the X API sandbox and luigid themselves, on free loopback ports.
 #   scripts/test.sh [pytest args...]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_venv
+ensure_chromium
 echo "== ruff"
 ruff check flixluigi tests benchmarks
 echo "== pytest"
