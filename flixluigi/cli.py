@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
+from pathlib import Path
 
 import luigi.configuration
 
@@ -40,6 +41,11 @@ def summary(day: date, samples: int) -> str:
     return "\n".join(lines)
 
 
+def write_report(start: date, end: date, out: str) -> str:
+    Path(out).write_text(maintenance.report_html(start, end), encoding="utf-8")
+    return f"report of {start}..{end} written to {out}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__)
     parser.add_argument("--config", help="luigi.cfg to read besides the default locations")
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     with_day("history", "every version of a day: when, from which raw fetch, key id, rows")
     with_day("restore", "make a version of one day current again (a new commit)").add_argument(
         "--version", type=int, required=True, help="table version, from `flixluigi history`")
+    with_range("report", "a self-contained HTML report of a range").add_argument(
+        "--out", required=True, help="where to write the HTML file")
     for name, help in (("vacuum", "delete superseded table files and raw fetches past [storage] keep_versions_days"),
                        ("migrate", "convert a bucket written by flixluigi 0.1 to this layout")):
         sub.add_parser(name, help=help + " (a dry run unless --apply)").add_argument(
@@ -79,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "restore": lambda: [maintenance.restore(args.date, args.version)],
         "vacuum": lambda: maintenance.vacuum(args.apply),
         "migrate": lambda: maintenance.migrate(args.apply),
+        "report": lambda: [write_report(args.start, end, args.out)],
     }
     try:
         lines = commands[args.command]()

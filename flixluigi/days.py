@@ -24,9 +24,9 @@ import pyarrow as pa
 from flixluigi import __version__, config
 from flixluigi.curate import SCHEMA, SCHEMA_VERSION, Curator, check_batch
 from flixluigi.lake import CuratedTable, retrying_conflicts
-from flixluigi.layout import Layout, RawDay, new_fetch_id
+from flixluigi.layout import new_fetch_id
 from flixluigi.pseudonym import Pseudonymizer, load_key
-from flixluigi.state import Build, Snapshot, layout
+from flixluigi.state import Build, Snapshot, layout, raw_day
 from flixluigi.storage import Storage
 from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
 
@@ -186,13 +186,6 @@ def _reconcile(client: XClient, day: date, window: Window, report: Reporter) -> 
     if mismatch and cfg.reconcile == "fail":
         raise XApiError(f"{day}: {mismatch} (or set [xapi] reconcile = warn)")
     return expected, report.warn(mismatch) if mismatch else None
-
-
-def raw_day(store: Storage, where: Layout, day: date) -> RawDay:
-    """The day's pointers and fetch objects, from two small listings."""
-    iso = day.isoformat()
-    items = [*store.list(f"{where.raw}/_pointers/date={iso}/"), *store.list(f"{where.raw}/date={iso}/")]
-    return Layout.raw_days(items).get(day, RawDay())
 
 
 def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pseudonymizer, report: Reporter,

@@ -11,38 +11,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import orjson
 
 from flixluigi import __version__, config
-from flixluigi.days import Reporter, curate_day, open_raw, point, pseudonymizer, raw_day, sharing
+from flixluigi.curate import SCHEMA
+from flixluigi.days import Reporter, curate_day, open_raw, point, pseudonymizer, sharing
 from flixluigi.lake import CuratedTable
 from flixluigi.layout import Layout, RawDay
-from flixluigi.state import Snapshot, layout
+from flixluigi.state import Snapshot, layout, pointer_of, raw_day, record_of
 from flixluigi.storage import Storage, StorageError
+
+if TYPE_CHECKING:
+    from flixluigi.report import DayHealth
 
 
 def days_between(start: date, end: date) -> list[date]:
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}; give the range oldest day first")
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
-
-
-def pointer_of(store: Storage, stored: RawDay | None) -> dict | None:
-    return store.get_json(max(stored.pointers)[2]) if stored and stored.pointers else None
-
-
-def record_of(store: Storage, state: Snapshot, day: date) -> dict | None:
-    record = state.record(day)
-    return store.get_json(record[2]) if record else None
-
-
-def current(store: Storage, day: date) -> tuple[dict | None, dict | None]:
-    """The day's newest curated record and its current raw pointer (no table read: safe before a fork)."""
-    where = layout()
-    state = Snapshot(raw={day: raw_day(store, where, day)},
-                     records=Layout.records(list(store.list_keys(f"{where.records_prefix()}date={day.isoformat()}/"))))
-    return record_of(store, state, day), pointer_of(store, state.raw[day])
 
 
 @dataclass
@@ -92,6 +80,31 @@ def status_lines(start: date, end: date) -> list[str]:
             line += f"  FAILED at {s.failure.get('failed_at', '?')[:19]}Z: {s.failure.get('error', '?')}"
         lines.append(line)
     return lines
+
+
+def day_health(s: DayStatus) -> DayHealth:
+    """What the report shows of a day, from its status."""
+    from flixluigi.report import DayHealth
+
+    pointer, record, failure = s.pointer or {}, s.record or {}, s.failure or {}
+    state = "failed" if failure else "ok" if s.curated == "ok" else s.curated
+    remedy = {"failed": failure.get("hint"), "missing": f"luigi --module flixluigi CuratedTweets --date {s.day} --local-scheduler",
+              "stale": f"luigi --module flixluigi CuratedTweets --date {s.day} --local-scheduler"}.get(state)
+    return DayHealth(day=s.day, state=state, fetched=pointer.get("tweets"), expected=pointer.get("expected_tweets"),
+                     rows=record.get("rows"), rate_limit_waits=pointer.get("rate_limit_waits", 0),
+                     retries=pointer.get("retries", 0), partial_errors=pointer.get("partial_errors", 0),
+                     posts_read=pointer.get("posts_read"), cost=pointer.get("cost"), error=failure.get("error"),
+                     remedy=remedy)
+
+
+def report_html(start: date, end: date) -> str:
+    """The HTML report of a range: curated rows of the current versions and each day's health."""
+    from flixluigi import report  # plotly: only this command needs it
+
+    rows = CuratedTable.from_config().read(start, end, columns=list(report.COLUMNS))
+    if not rows.num_columns:  # no table yet
+        rows = SCHEMA.empty_table().select(list(report.COLUMNS))
+    return report.render(start, end, rows, [day_health(s) for s in status(start, end)])
 
 
 def history(day: date) -> list[str]:

@@ -77,3 +77,27 @@ class Snapshot:
     def curated_complete(self, day: date, key_id: str, sharing: str) -> bool:
         build, record = self.expected(day, key_id, sharing), self.record(day)
         return build is not None and record is not None and record[1] == build.id
+
+
+def pointer_of(store: Storage, stored: RawDay | None) -> dict | None:
+    return store.get_json(max(stored.pointers)[2]) if stored and stored.pointers else None
+
+
+def record_of(store: Storage, state: Snapshot, day: date) -> dict | None:
+    record = state.record(day)
+    return store.get_json(record[2]) if record else None
+
+
+def current(store: Storage, day: date) -> tuple[dict | None, dict | None]:
+    """The day's newest curated record and its current raw pointer (no table read: safe before a fork)."""
+    where = layout()
+    state = Snapshot(raw={day: raw_day(store, where, day)},
+                     records=Layout.records(list(store.list_keys(f"{where.records_prefix()}date={day.isoformat()}/"))))
+    return record_of(store, state, day), pointer_of(store, state.raw[day])
+
+
+def raw_day(store: Storage, where: Layout, day: date) -> RawDay:
+    """One day's pointers and fetch objects, from two small listings."""
+    iso = day.isoformat()
+    items = [*store.list(f"{where.raw}/_pointers/date={iso}/"), *store.list(f"{where.raw}/date={iso}/")]
+    return Layout.raw_days(items).get(day, RawDay())

@@ -25,9 +25,8 @@ import luigi.configuration
 from flixluigi import config, runs
 from flixluigi.days import Reporter, curate_day, fetch_day, make_client, pseudonymizer, sharing, with_retries
 from flixluigi.lake import CuratedTable
-from flixluigi.maintenance import current
 from flixluigi.notify import WARNING_EVENT, hint_for
-from flixluigi.state import Snapshot, layout
+from flixluigi.state import Snapshot, current, layout
 from flixluigi.storage import Storage
 from flixluigi.xapi import Unauthorized, XApiError, day_window
 
