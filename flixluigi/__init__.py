@@ -10,7 +10,7 @@ from flixluigi import config
 
 config.install_defaults()
 
-from flixluigi.tasks import ApiAvailable, Backfill, CuratedTweets, LastWeek, Preflight, RawTweets, Rebuild, Reprocess  # noqa: E402
+from flixluigi.tasks import ApiAvailable, Backfill, Compliance, CuratedTweets, LastWeek, Preflight, RawTweets, Rebuild, Reprocess  # noqa: E402
 
-__all__ = ["ApiAvailable", "Backfill", "CuratedTweets", "LastWeek", "Preflight", "RawTweets", "Rebuild", "Reprocess",
+__all__ = ["ApiAvailable", "Backfill", "Compliance", "CuratedTweets", "LastWeek", "Preflight", "RawTweets", "Rebuild", "Reprocess",
            "__version__"]

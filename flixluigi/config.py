@@ -69,6 +69,14 @@ class xapi(luigi.Config):  # noqa: N801
                                           description="seconds of the first retry delay; doubles per retry, with jitter")
 
 
+class compliance(luigi.Config):  # noqa: N801
+    purge_after_hours = luigi.IntParameter(default=24, description="older versions and raw fetches that still hold removed "
+                                                                   "posts are deleted this many hours after a compliance run")
+    poll_interval = luigi.FloatParameter(default=30.0, description="seconds between polls of a compliance job")
+    poll_timeout = luigi.FloatParameter(default=6 * 3600.0, description="longest wait for a compliance job, in seconds")
+    max_ids_per_job = luigi.IntParameter(default=100_000, description="ids per compliance job (the API's limit: 100,000)")
+
+
 class pseudonym(luigi.Config):  # noqa: N801
     key_env = luigi.Parameter(default="FLIXLUIGI_HMAC_KEY", description="environment variable that holds the HMAC key")
     key_file = luigi.Parameter(default="", description="file that holds the HMAC key; used when the variable is unset")
@@ -88,7 +96,7 @@ class SettingsError(ValueError):
     """A luigi.cfg value that cannot work; the message names the section, key and fix."""
 
 
-SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify)
+SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance)
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -102,7 +110,7 @@ def _load(section: type[luigi.Config]) -> luigi.Config:
 
 def check_settings() -> None:
     """Every section parses and every value can work, before any work starts."""
-    s, d, x, _, n = (_load(section) for section in SECTIONS)
+    s, d, x, _, n, c = (_load(section) for section in SECTIONS)
     limits = {"recent": (10, 100), "all": (10, 500)}[x.endpoint]
     problems = [
         (not BUCKET_RE.match(s.bucket), f"[storage] bucket = {s.bucket!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)"),
@@ -122,6 +130,9 @@ def check_settings() -> None:
         (not 0 <= x.count_tolerance < 1, f"[xapi] count_tolerance = {x.count_tolerance} must be a share from 0 to below 1"),
         (x.backoff_factor < 0, f"[xapi] backoff_factor = {x.backoff_factor} must not be negative"),
         (n.timeout <= 0, f"[notify] timeout = {n.timeout} must be more than 0 seconds"),
+        (c.purge_after_hours < 0 or c.poll_interval < 0 or c.poll_timeout <= 0 or not 1 <= c.max_ids_per_job <= 100_000,
+         "[compliance] purge_after_hours and poll_interval must not be negative, poll_timeout more than 0, "
+         "max_ids_per_job 1..100000"),
     ]
     for failed, message in problems:
         if failed:

@@ -90,7 +90,7 @@ def clear_failure(store: Storage, family: str, day: date) -> None:
 
 
 @contextmanager
-def _compressed(sink: IO[bytes], codec: str) -> Iterator[IO[bytes]]:
+def compressed(sink: IO[bytes], codec: str) -> Iterator[IO[bytes]]:
     """gzip or zstd (through pyarrow, no extra package) around an upload."""
     if codec == "zst":
         stream = pa.CompressedOutputStream(pa.PythonFile(sink, mode="w"), "zstd")
@@ -135,7 +135,7 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     fetch_id = new_fetch_id()
     codec = config.storage().raw_codec
     key = where.fetch_key(day, fetch_id, codec)
-    with store.upload(key) as sink, _compressed(sink, codec) as raw:
+    with store.upload(key) as sink, compressed(sink, codec) as raw:
         for page in client.search(cfg.query, window, endpoint=cfg.endpoint, max_results=cfg.max_results, fields=fields):
             raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
             report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")

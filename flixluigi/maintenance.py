@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from flixluigi import __version__, config
+from flixluigi.comply import load_state, purge, refuse_restore_before_compliance
 from flixluigi.curate import SCHEMA
 from flixluigi.days import Reporter, curate_day, open_raw, point, pseudonymizer, sharing
 from flixluigi.lake import CuratedTable
@@ -130,6 +131,8 @@ def restore(day: date, version: int) -> str:
     if version not in versions:
         raise ValueError(f"version {version} did not write {day}; `flixluigi history --date {day}` lists the versions")
     meta = versions[version].metadata
+    if versions[version].timestamp:
+        refuse_restore_before_compliance(store, where, day, datetime.fromtimestamp(versions[version].timestamp / 1000, UTC))
     fetch_id = meta.get("flixluigi.raw_fetch", "")
     stored = raw_day(store, where, day)
     if fetch_id not in stored.fetches:
@@ -167,6 +170,8 @@ def vacuum(apply: bool) -> list[str]:
                 doomed.append(item["Key"])
     if apply and doomed:
         store.delete_many(doomed)
+    if apply:  # compliance purges due now win over the retention of versions
+        doomed += purge(store, where, table, load_state(store, where), config.compliance().purge_after_hours)
     verb = "deleted" if apply else "would delete"
     return [f"{verb} {store.url(key)}" for key in doomed] + [f"{verb} {name}" for name in files]
 

@@ -23,6 +23,7 @@ import luigi
 import luigi.configuration
 
 from flixluigi import config, runs
+from flixluigi.comply import comply, load_state
 from flixluigi.days import Reporter, curate_day, fetch_day, make_client, pseudonymizer, sharing, with_retries
 from flixluigi.lake import CuratedTable
 from flixluigi.notify import WARNING_EVENT, hint_for
@@ -351,6 +352,37 @@ def rebuilt_since(store: Storage, day: date, since: datetime, refetch: bool) -> 
     if record is None or record["produced_at"] < after:
         return False
     return not refetch or (pointer is not None and pointer["produced_at"] >= after)
+
+
+class Compliance(RangeTask):
+    """Apply X's batch compliance results to every stored day from start to end inclusive: removed
+    posts and users leave the raw and curated days (new fetches and commits), their history is purged
+    after [compliance] purge_after_hours. Done once every day was checked after `since`."""
+
+    since = luigi.DateSecondParameter(default=STARTED, description="days checked after this UTC time count as done "
+                                                                   "(default: when the command started)")
+    resources: ClassVar[dict[str, int]] = {"x_api": 1}
+
+    def requires(self) -> list[luigi.Task]:
+        return gates(api=True)
+
+    def complete(self) -> bool:
+        try:
+            checked = load_state(Storage.from_config(), layout())["days"]
+        except Exception as exc:
+            log.warning("%s: cannot tell whether it is complete: %s", self, first_line(exc))
+            return False
+        state = snapshot(False)
+        after = self.since.replace(tzinfo=UTC).isoformat()
+        return all(checked.get(day.isoformat(), {}).get("checked_at", "") >= after for day in self.days
+                   if state.raw_complete(day))
+
+    def run(self) -> None:
+        report = Reporter(progress=lambda message, percent=None: self.set_status_message(message))
+        with_retries(lambda: comply(self.start, self.end or self.start, report), "Compliance", report)
+
+    def on_failure(self, exception: BaseException) -> str:
+        return report_failure(self, exception)
 
 
 class Reprocess(RangeTask):
