@@ -16,19 +16,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 import orjson
 import pyarrow as pa
 
 from flixluigi import __version__, config
 from flixluigi.curate import SCHEMA, SCHEMA_VERSION, Curator, check_batch
-from flixluigi.lake import CuratedTable, retrying_conflicts
 from flixluigi.layout import new_fetch_id
 from flixluigi.pseudonym import Pseudonymizer, load_key
 from flixluigi.state import Build, Snapshot, layout, raw_day
 from flixluigi.storage import Storage
 from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
+
+if TYPE_CHECKING:  # deltalake is imported where a day is committed, not by every `luigi` invocation
+    from flixluigi.lake import CuratedTable
 
 log = logging.getLogger("luigi-interface")
 T = TypeVar("T")
@@ -219,6 +221,8 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
 
     def commit() -> int:
         return table.write_day(day, SCHEMA, gated(), {**build.as_metadata(), "flixluigi.client_version": __version__})
+
+    from flixluigi.lake import retrying_conflicts
 
     version = retrying_conflicts(commit, done)
     stats = curators[-1].stats

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import IO
 
-import boto3
 import botocore.config
 import botocore.exceptions
+import luigi.configuration
 import orjson
-from luigi.contrib.s3 import S3Client
 
 from flixluigi import config
 
@@ -72,8 +71,13 @@ def explain(exc: Exception, bucket: str, endpoint: str) -> StorageError:
 
 
 def s3_options() -> dict:
-    """Luigi's `[s3]` section as boto3 client arguments (endpoint_url, region_name, ...)."""
-    return dict(S3Client._get_s3_config())
+    """Luigi's `[s3]` section as boto3 client arguments (endpoint_url, region_name, ...), read as
+    luigi.contrib.s3 reads it ([DEFAULT] values left out, numbers as numbers) without importing it."""
+    cfg = luigi.configuration.get_config()
+    if not cfg.has_section("s3"):
+        return {}
+    defaults = cfg.defaults()
+    return {key: int(value) if value.isdigit() else value for key, value in cfg.items("s3") if defaults.get(key) != value}
 
 
 @lru_cache(maxsize=8)
@@ -81,6 +85,8 @@ def _shared_client(options: tuple, credentials: tuple[str, str], max_attempts: i
     """One boto3 client per configuration and process (building one costs ~100 ms, and a range of
     1,000 days instantiates thousands of tasks). `credentials` and `pid` are only part of the cache
     key: a client must not cross a fork (`--workers N`), its pooled connections would be shared."""
+    import boto3  # 0.1 s: only where S3 is used
+
     retries = botocore.config.Config(retries={"mode": "standard", "max_attempts": max_attempts},
                                      connect_timeout=5, read_timeout=60)
     return boto3.session.Session().client("s3", config=retries, **dict(options))

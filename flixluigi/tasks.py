@@ -17,19 +17,20 @@ import os
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import luigi
 import luigi.configuration
 
 from flixluigi import config, runs
-from flixluigi.comply import comply, load_state
 from flixluigi.days import Reporter, curate_day, fetch_day, make_client, pseudonymizer, sharing, with_retries
-from flixluigi.lake import CuratedTable
 from flixluigi.notify import WARNING_EVENT, hint_for
 from flixluigi.state import Snapshot, current, layout
 from flixluigi.storage import Storage
 from flixluigi.xapi import Unauthorized, XApiError, day_window
+
+if TYPE_CHECKING:
+    from flixluigi.lake import CuratedTable
 
 log = logging.getLogger("luigi-interface")
 STARTED = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
@@ -126,6 +127,14 @@ class ApiAvailable(Gate):
 def gates(api: bool = False) -> list[luigi.Task]:
     gate = ApiAvailable if api else Preflight
     return [gate(runs.RUN_ID, settings_fingerprint())]
+
+
+def curated_table() -> CuratedTable:
+    """Imported here, in the process that commits: deltalake is not needed to schedule (and must not
+    be used before the fork of `--workers N`)."""
+    from flixluigi.lake import CuratedTable
+
+    return CuratedTable.from_config()
 
 
 def servable(day: date) -> str | None:
@@ -257,7 +266,7 @@ class CuratedTweets(DayTask):
 
     def run(self) -> None:
         key = pseudonymizer()
-        with_retries(lambda: curate_day(self.storage, CuratedTable.from_config(), self.date, key, self.reporter()),
+        with_retries(lambda: curate_day(self.storage, curated_table(), self.date, key, self.reporter()),
                      f"CuratedTweets {self.date}", self.reporter())
         self.succeeded()
 
@@ -339,7 +348,7 @@ class Rebuild(DayTask):
         def rebuild() -> None:
             if self.refetch:
                 fetch_day(self.storage, self.date, report)
-            curate_day(self.storage, CuratedTable.from_config(), self.date, key, report, force=True)
+            curate_day(self.storage, curated_table(), self.date, key, report, force=True)
 
         with_retries(rebuild, f"Rebuild {self.date}", report)
         self.succeeded()
@@ -367,6 +376,8 @@ class Compliance(RangeTask):
         return gates(api=True)
 
     def complete(self) -> bool:
+        from flixluigi.comply import load_state
+
         try:
             checked = load_state(Storage.from_config(), layout())["days"]
         except Exception as exc:
@@ -378,6 +389,8 @@ class Compliance(RangeTask):
                    if state.raw_complete(day))
 
     def run(self) -> None:
+        from flixluigi.comply import comply
+
         report = Reporter(progress=lambda message, percent=None: self.set_status_message(message))
         with_retries(lambda: comply(self.start, self.end or self.start, report), "Compliance", report)
 
