@@ -21,7 +21,7 @@ from flixluigi import __version__, config
 from flixluigi.curate import SCHEMA_VERSION, Curator, write_parquet
 from flixluigi.pseudonym import Pseudonymizer, load_key
 from flixluigi.storage import Storage
-from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
+from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile, search_path
 
 log = logging.getLogger("luigi-interface")
 
@@ -37,7 +37,8 @@ class Reporter:
 def make_client(on_status: Callable[[str], None] = lambda message: None) -> XClient:
     cfg = config.xapi()
     return XClient(cfg.base_url, os.environ.get(cfg.token_env, ""), timeout=cfg.timeout, max_tries=cfg.max_tries,
-                   max_rate_limit_wait=cfg.max_rate_limit_wait, backoff_factor=cfg.backoff_factor, on_status=on_status)
+                   max_rate_limit_wait=cfg.max_rate_limit_wait, backoff_factor=cfg.backoff_factor, on_status=on_status,
+                   min_interval={search_path("all"): cfg.min_interval_all, search_path("recent"): cfg.min_interval_recent})
 
 
 def pseudonymizer() -> Pseudonymizer:

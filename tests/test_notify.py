@@ -10,7 +10,7 @@ import pytest
 from luigi.execution_summary import LuigiStatusCode
 
 from flixluigi import CuratedTweets, RawTweets, notify, sandbox
-from tests.conftest import HMAC_KEY, TOKEN, api_url
+from tests.conftest import HMAC_KEY, TIME_SCALE, TOKEN, api_url
 from tests.helpers import keys, manifest_key
 
 DAY = date(2022, 9, 12)
@@ -86,7 +86,7 @@ def test_undeliverable_notifications_never_fail_the_pipeline(pipeline, slack, mo
 @pytest.mark.faults
 def test_transient_failure_is_retried_by_the_scheduler_and_notified_once(pipeline, slack, failures):
     faults = sandbox.Faults(rate=1.0, kinds=("503",))
-    flaky = sandbox.start(token=TOKEN, faults=faults)
+    flaky = sandbox.start(token=TOKEN, faults=faults, time_scale=TIME_SCALE)
     try:
         pipeline.set("xapi", "base_url", api_url(flaky))
         pipeline.set("xapi", "max_tries", "1")
@@ -139,7 +139,7 @@ def test_broken_task_is_notified(pipeline, slack):
 
 
 def test_long_rate_limit_waits_are_a_warning(pipeline, slack):
-    limited = sandbox.start(token=TOKEN, rate_limit=1, rate_window=1)
+    limited = sandbox.start(token=TOKEN, rate_limit=1, rate_window=1 / TIME_SCALE, time_scale=TIME_SCALE)
     try:
         pipeline.set("xapi", "base_url", api_url(limited))
         pipeline.set("xapi", "long_wait_warning", "0.5")

@@ -19,7 +19,7 @@ from flixluigi.curate import QualityError
 from flixluigi.sandbox.generator import generate_day
 from flixluigi.storage import Storage
 from flixluigi.xapi import XClient
-from tests.conftest import ACCESS_KEY, BUCKET, FIXTURES, HMAC_KEY, SECRET_KEY, TOKEN, api_url
+from tests.conftest import ACCESS_KEY, BUCKET, FIXTURES, HMAC_KEY, SECRET_KEY, TIME_SCALE, TOKEN, api_url
 from tests.helpers import all_strings, keys, manifest_key, parquet, raw_pages, s3, sandbox_pages
 
 DAY = date(2022, 9, 12)
@@ -76,7 +76,7 @@ def test_second_run_fetches_nothing(pipeline):
 
 def test_replay_of_recorded_pages(pipeline):
     recording = FIXTURES / "2sets.jsonl"
-    replay = sandbox.start(token=TOKEN, replay=(recording,))
+    replay = sandbox.start(token=TOKEN, replay=(recording,), time_scale=TIME_SCALE)
     try:
         pipeline.set("xapi", "base_url", api_url(replay))
         assert build(CuratedTweets(date(2021, 9, 22))).scheduling_succeeded
