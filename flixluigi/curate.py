@@ -210,9 +210,10 @@ def _edit_columns(tweets: pa.StructArray) -> tuple[pa.Array, pa.Array]:
     if not edited:
         return ids, single
     chains = [sorted({*history[row].as_py(), ids[row].as_py()}, key=int) for row in edited]
-    where = pa.array(range(rows), pa.int64()).to_numpy(zero_copy_only=False).copy()
-    where[edited] = range(rows, rows + len(edited))
-    take = pa.array(where)
+    where = list(range(rows))
+    for number, row in enumerate(edited):
+        where[row] = rows + number
+    take = pa.array(where, pa.int64())
     return (pa.concat_arrays([ids, pa.array([c[0] for c in chains], _S)]).take(take),
             pa.concat_arrays([single, pa.array(chains, pa.list_(_S))]).take(take))
 

@@ -174,7 +174,7 @@ def _tweet(rng: random.Random, ms: int, seq: int, pool: tuple[dict, ...], day: d
     if kind != "original":
         ref, ref_author = _referenced_tweet(rng, ms - rng.randrange(60_000, 5 * 86_400_000), seq, pool, day)
         referenced[ref["id"]] = ref
-        tweet["referenced_tweets"] = [{"type": {"reply": "replied_to"}.get(kind, kind), "id": ref["id"]}]
+        tweet["referenced_tweets"] = [{"type": {"reply": "replied_to", "retweet": "retweeted"}.get(kind, kind), "id": ref["id"]}]
         if kind == "reply":
             tweet["in_reply_to_user_id"] = ref["author_id"]
             tweet["conversation_id"] = ref["conversation_id"]
