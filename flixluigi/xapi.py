@@ -384,8 +384,10 @@ class XClient:
             if status in (401, 403):
                 raise Unauthorized(f"X API rejected the bearer token (HTTP {status}: {_problem(body, status)}); "
                                    "check the variable named by [xapi] token_env")
-            if 400 <= status < 500:
-                raise InvalidRequest(f"X API refused the request to {path} (HTTP {status}: {_problem(body, status)})")
+            if status == 400:
+                raise InvalidRequest(f"X API refused the request (HTTP 400: {_problem(body, status)})")
+            if 400 <= status < 500:  # never retried: the same request would get the same answer
+                raise InvalidRequest(f"unexpected HTTP {status} from {self.base_url}{path}: {_problem(body, status)}")
             raise XApiError(f"unexpected HTTP {status} from {self.base_url}{path}: {_problem(body, status)}")
 
     def _note_limits(self, path: str, response: requests.Response) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 
 import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 
-from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TOKEN
+from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TIME_SCALE, TOKEN
 
 
 def s3(endpoint: str):
@@ -33,9 +34,14 @@ def parquet(endpoint: str, key: str) -> pa.Table:
 
 
 def sandbox_pages(base_url: str, params: dict, endpoint: str = "all") -> list[dict]:
-    """Every page the sandbox serves for these parameters, fetched directly over HTTP."""
+    """Every page the sandbox serves for these parameters, fetched directly over HTTP.
+
+    Each request waits the scaled second of the full-archive rule after the previous answer,
+    as any client must (the rule is measured between arrivals, so this never meets it).
+    """
     pages, params = [], dict(params)
     while True:
+        time.sleep(TIME_SCALE)
         answer = requests.get(f"{base_url}/2/tweets/search/{endpoint}", params=params,
                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         answer.raise_for_status()

@@ -258,6 +258,15 @@ def _legacy_day(day: date, volume: int, seed: int) -> Day:
     return Day(tweets=tweets, referenced=referenced, users=users)
 
 
+def newest_versions(posts: tuple[dict, ...]) -> tuple[dict, ...]:
+    """The posts a curated day keeps: of each edit chain the version with the largest id, in the given order."""
+    newest: dict[str, int] = {}
+    for post in posts:
+        chain = min(post["edit_history_tweet_ids"], key=int)
+        newest[chain] = max(newest.get(chain, 0), int(post["id"]))
+    return tuple(p for p in posts if int(p["id"]) == newest[min(p["edit_history_tweet_ids"], key=int)])
+
+
 def days_between(start: datetime, end: datetime) -> list[date]:
     """The UTC days that overlap [start, end)."""
     first, last = start.date(), (end - timedelta(microseconds=1)).date()
