@@ -34,6 +34,6 @@ def start(host: str = "127.0.0.1", port: int = 0, *, token: str = DEFAULT_TOKEN,
     corpus = Corpus(volume=volume, seed=seed, replay_pages=load_pages(*replay) if replay else [], modern=not legacy)
     pacer = Pacer({} if legacy else {path: seconds * time_scale for path, seconds in MIN_INTERVALS.items()})
     server = SandboxServer((host, port), SandboxApi(corpus, modern=not legacy), token,
-                           RateLimiter(rate_limit, rate_window * time_scale), faults or Faults(), pacer, Billing(usage_cap))
+                           RateLimiter(rate_limit, rate_window * time_scale, time_scale == 1), faults or Faults(), pacer, Billing(usage_cap))
     threading.Thread(target=server.serve_forever, name="x-api-sandbox", daemon=True).start()
     return server

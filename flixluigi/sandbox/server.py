@@ -42,12 +42,13 @@ MIN_INTERVALS = {"/2/tweets/search/all": 1.0}
 class RateLimiter:
     """One fixed window per endpoint path, like the real per-app 15-minute windows.
 
-    Windows of a second or more reset on whole seconds, as the real epoch-second header says;
-    shorter (time-scaled) windows carry a fractional reset so clients can wait them exactly.
+    Real windows reset on whole seconds, as the real epoch-second header says; time-scaled
+    windows carry a fractional reset so clients can wait them exactly.
     """
 
     limit: int
     window: float
+    whole_seconds: bool = True
     _state: dict[str, tuple[float, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,7 +57,7 @@ class RateLimiter:
             now = time.time()
             reset, remaining = self._state.get(key, (0.0, 0))
             if now >= reset:
-                reset = math.ceil(now + self.window) if self.window >= 1 else now + self.window
+                reset = math.ceil(now + self.window) if self.whole_seconds else now + self.window
                 remaining = self.limit
             allowed = remaining > 0
             if spend:
