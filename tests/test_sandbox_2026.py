@@ -128,7 +128,7 @@ def test_context_annotations_over_100_is_refused_by_the_api_and_by_the_settings_
 
 def test_any_other_4xx_fails_at_once(serve):
     server = serve()
-    with pytest.raises(InvalidRequest, match="HTTP 404: Sorry, that page does not exist"):
+    with pytest.raises(InvalidRequest, match=r"unexpected HTTP 404 from http://127.0.0.1:\d+/2/tweets/search/nope: Sorry, that page does not exist"):
         next(client(server).search("#FlixBus", day_window(DAY, "all"), endpoint="nope"))
     assert server.requests_served == 1
 
