@@ -23,7 +23,7 @@ from flixluigi.xapi import (
 )
 from tests.conftest import TIME_SCALE, TOKEN, api_url
 
-DAY = date(2022, 9, 12)
+DAY = date(2024, 3, 5)  # after edits (2022-09-29) and long posts (2023-02-08) arrived
 ALL = search_path("all")
 FIELDS = {"tweet.fields": config.DEFAULT_TWEET_FIELDS, "user.fields": config.DEFAULT_USER_FIELDS,
           "expansions": config.DEFAULT_EXPANSIONS}
@@ -208,7 +208,7 @@ def test_an_older_version_is_published_when_the_newest_is_not_in_the_day():
         return {"id": tid, "text": f"#FlixBus version {tid}", "created_at": "2022-09-12T23:40:00.000Z",
                 "edit_history_tweet_ids": chain}
     chain = ["1569470000000000000", "1569471000000000000", "1569472000000000000"]  # the last one fell on the next day
-    table = curate([{"data": [post(chain[0], chain)]}, {"data": [post(chain[1], chain)]}])
+    table = curate([{"data": [post(chain[0], chain)]}, {"data": [post(chain[1], chain)]}], date(2022, 9, 12))
     assert table.column("tweet_id").to_pylist() == [chain[1]]
     assert table.column("edit_history_tweet_ids").to_pylist() == [chain]
 

@@ -82,8 +82,11 @@ def user_pool(seed: int) -> tuple[dict, ...]:
     return tuple(users)
 
 
-# Posts as they are since the 2023 changes: long posts (note_tweet, `text` cut at 280) and edits
-# (a new id per version, up to 5 within 30 minutes; every version lists the whole chain).
+# Posts as they are since the 2022/2023 changes: edits (a new id per version, up to 5 within 30
+# minutes; every version lists the whole chain, oldest first; replies to others and reposts cannot
+# be edited) for posts from 2022-09-29, when edit metadata began, and long posts (note_tweet,
+# `text` cut at 280) from 2023-02-08, when they arrived.
+EDITS_SINCE, LONG_POSTS_SINCE = date(2022, 9, 29), date(2023, 2, 8)
 LONG_SHARE, EDITED_SHARE = 0.06, 0.05
 TEXT_LIMIT = 280
 EDIT_WINDOW_MS = 30 * 60_000
@@ -230,9 +233,10 @@ def _with_2026_posts(base: Day, day: date, seed: int) -> Day:
     for tweet in base.tweets:
         tweet = dict(tweet)
         kinds = {r["type"] for r in tweet.get("referenced_tweets", ())}
-        if not kinds and rng.random() < LONG_SHARE:
+        if day >= LONG_POSTS_SINCE and not kinds and rng.random() < LONG_SHARE:
             _make_long(tweet)
-        posts.extend(_edits(rng, tweet) if "retweeted" not in kinds and rng.random() < EDITED_SHARE else [tweet])
+        editable = day >= EDITS_SINCE and kinds <= {"quoted"}
+        posts.extend(_edits(rng, tweet) if editable and rng.random() < EDITED_SHARE else [tweet])
     posts.sort(key=lambda t: int(t["id"]), reverse=True)
     return Day(tweets=tuple(t for t in posts if t["created_at"] < end), referenced=base.referenced, users=base.users,
                spill=tuple(t for t in posts if t["created_at"] >= end))
