@@ -153,6 +153,12 @@ def test_pagination_token_is_a_synonym_of_next_token(serve):
     assert by_next == by_pagination and by_next["data"]
     bad = raw_get(server, recent, query="#FlixBus", pagination_token="nonsense", **window)
     assert bad.status_code == 400 and "`pagination_token` query parameter value [nonsense]" in bad.text
+    counts = counts_path("all")
+    forty = {"query": "#FlixBus", "granularity": "day", "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-02-10T00:00:00Z"}
+    first = raw_get(server, counts, **forty).json()
+    rest = raw_get(server, counts, **forty, pagination_token=first["meta"]["next_token"]).json()
+    assert len(first["data"]) == 31 and len(rest["data"]) == 9 and "next_token" not in rest["meta"]
+    assert rest == raw_get(server, counts, **forty, next_token=first["meta"]["next_token"]).json()
 
 
 def test_no_retweets_from_2026_05_04_and_empty_pages_keep_paging(serve):

@@ -30,6 +30,8 @@ INVALID_REQUEST = "https://api.twitter.com/2/problems/invalid-request"
 # Since this day keyword and hashtag searches return no retweets.
 NO_RETWEETS_SINCE = date(2026, 5, 4)
 NO_RETWEETS_SINCE_STAMP = NO_RETWEETS_SINCE.isoformat()
+# A counts page covers at most 31 days of buckets; longer ranges page with next_token.
+COUNTS_PAGE_DAYS = 31
 USER_EXPANSIONS = ("author_id", "in_reply_to_user_id", "entities.mentions.username", "referenced_tweets.id.author_id")
 
 
@@ -283,7 +285,13 @@ class SandboxApi:
             lo, hi = fmt_time(bucket_start), fmt_time(bucket_end)
             buckets.append({"end": hi, "start": lo, "tweet_count": sum(1 for s in stamps if lo <= s < hi)})
             bucket_start, edge = bucket_end, edge + step
-        return {"data": buckets, "meta": {"total_tweet_count": len(stamps)}}
+        key = f"counts|{params['query']}|{start}|{end}|{granularity}"
+        offset, size = _offset(key, params), COUNTS_PAGE_DAYS * (timedelta(days=1) // step)
+        page = buckets[offset:offset + size]
+        body = {"data": page, "meta": {"total_tweet_count": sum(b["tweet_count"] for b in page)}}
+        if offset + size < len(buckets):
+            body["meta"]["next_token"] = _token(key, offset + size)
+        return body
 
 
 _MILLIS = re.compile(r"\.\d{3}Z$")
