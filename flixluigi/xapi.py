@@ -123,10 +123,14 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def day_window(day: date, endpoint: str, now: datetime | None = None) -> Window:
     """[day 00:00Z, day+1 00:00Z), refused before any call if the endpoint cannot serve it whole."""
     now = now or datetime.now(UTC)
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start = midnight(day)
     end = start + timedelta(days=1)
     if end > now - SETTLE:
         raise XApiError(f"{day} has not ended yet in UTC; a partial day is never stored: run it after "
@@ -153,10 +157,6 @@ class Page:
 
     body: dict
     request: dict
-
-
-def midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @dataclass
