@@ -16,8 +16,12 @@ from pathlib import Path
 import luigi
 import luigi.configuration
 
-DEFAULT_TWEET_FIELDS = ("attachments,author_id,conversation_id,created_at,entities,geo,id,in_reply_to_user_id,lang,"
-                        "possibly_sensitive,public_metrics,referenced_tweets,reply_settings,source,text")
+from flixluigi.xapi import search_limits
+
+# note_tweet: the full text of a long post (`text` is cut at 280); edit_history_tweet_ids: its edit chain.
+DEFAULT_TWEET_FIELDS = ("attachments,author_id,conversation_id,created_at,edit_history_tweet_ids,entities,geo,id,"
+                        "in_reply_to_user_id,lang,note_tweet,possibly_sensitive,public_metrics,referenced_tweets,"
+                        "reply_settings,source,text")
 DEFAULT_USER_FIELDS = "created_at,id,location,name,public_metrics,username,verified"
 DEFAULT_EXPANSIONS = "author_id,in_reply_to_user_id,referenced_tweets.id,referenced_tweets.id.author_id,entities.mentions.username"
 
@@ -67,6 +71,16 @@ class xapi(luigi.Config):  # noqa: N801
                                              description="rate-limit waits longer than this (seconds) raise a warning notification")
     backoff_factor = luigi.FloatParameter(default=1.0,
                                           description="seconds of the first retry delay; doubles per retry, with jitter")
+    min_interval_all = luigi.FloatParameter(default=1.0,
+                                            description="seconds between an answer of full-archive search and the next "
+                                                        "request (the API's 1 request/s per app); waited before the first too")
+    min_interval_recent = luigi.FloatParameter(default=0.0,
+                                               description="seconds between an answer of recent search and the next request")
+    price_per_post = luigi.FloatParameter(default=0.005,
+                                          description="USD billed per post read (the same post read twice in a UTC day: once)")
+    price_per_count_request = luigi.FloatParameter(default=0.01, description="USD billed per counts request")
+    monthly_post_budget = luigi.IntParameter(default=0,
+                                             description="posts the app may read per billing month; 0 = no budget")
 
 
 class compliance(luigi.Config):  # noqa: N801
@@ -111,7 +125,8 @@ def _load(section: type[luigi.Config]) -> luigi.Config:
 def check_settings() -> None:
     """Every section parses and every value can work, before any work starts."""
     s, d, x, _, n, c = (_load(section) for section in SECTIONS)
-    limits = {"recent": (10, 100), "all": (10, 500)}[x.endpoint]
+    limits = search_limits(x.endpoint, x.tweet_fields)
+    annotated = " with context_annotations in tweet_fields" if limits != search_limits(x.endpoint) else ""
     problems = [
         (not BUCKET_RE.match(s.bucket), f"[storage] bucket = {s.bucket!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)"),
         (not _disjoint([s.raw_prefix, s.curated_prefix, s.records_prefix]),
@@ -123,12 +138,18 @@ def check_settings() -> None:
         (not x.base_url.startswith(("http://", "https://")), f"[xapi] base_url = {x.base_url!r} must start with http:// or https://"),
         (not x.query.strip(), "[xapi] query is empty; set it to the search query, e.g. #FlixBus"),
         (not limits[0] <= x.max_results <= limits[1],
-         f"[xapi] max_results = {x.max_results} must be {limits[0]}..{limits[1]} for endpoint = {x.endpoint}"),
+         f"[xapi] max_results = {x.max_results} must be {limits[0]}..{limits[1]} for endpoint = {x.endpoint}{annotated}"),
         (x.timeout <= 0, f"[xapi] timeout = {x.timeout} must be more than 0 seconds"),
         (x.max_tries < 1, f"[xapi] max_tries = {x.max_tries} must be at least 1"),
         (x.max_rate_limit_wait < 0, f"[xapi] max_rate_limit_wait = {x.max_rate_limit_wait} must not be negative"),
         (not 0 <= x.count_tolerance < 1, f"[xapi] count_tolerance = {x.count_tolerance} must be a share from 0 to below 1"),
         (x.backoff_factor < 0, f"[xapi] backoff_factor = {x.backoff_factor} must not be negative"),
+        (x.min_interval_all < 0 or x.min_interval_recent < 0,
+         f"[xapi] min_interval_all = {x.min_interval_all} and min_interval_recent = {x.min_interval_recent} must not be negative"),
+        (x.price_per_post < 0 or x.price_per_count_request < 0,
+         f"[xapi] price_per_post = {x.price_per_post} and price_per_count_request = {x.price_per_count_request} "
+         "must not be negative"),
+        (x.monthly_post_budget < 0, f"[xapi] monthly_post_budget = {x.monthly_post_budget} must be 0 (no budget) or more"),
         (n.timeout <= 0, f"[notify] timeout = {n.timeout} must be more than 0 seconds"),
         (c.purge_after_hours < 0 or c.poll_interval < 0 or c.poll_timeout <= 0 or not 1 <= c.max_ids_per_job <= 100_000,
          "[compliance] purge_after_hours and poll_interval must not be negative, poll_timeout more than 0, "

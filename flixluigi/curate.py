@@ -66,6 +66,8 @@ SCHEMA = pa.schema([
     ("impression_count", pa.int64()),
     ("url_domains", pa.list_(pa.string())),
     ("possibly_sensitive", pa.bool_()),
+    ("edit_chain_id", pa.string()),
+    ("edit_history_tweet_ids", pa.list_(pa.string())),
     ("processed_at", _TS),
     ("pseudonym_key_id", pa.string()),
     ("schema_version", pa.int32()),
@@ -78,6 +80,7 @@ _S, _I = pa.string(), pa.int64()
 RAW_TWEET = pa.struct([
     ("id", _S), ("created_at", _S), ("text", _S), ("lang", _S), ("source", _S), ("conversation_id", _S),
     ("author_id", _S), ("in_reply_to_user_id", _S), ("possibly_sensitive", pa.bool_()),
+    ("note_tweet", pa.struct([("text", _S)])), ("edit_history_tweet_ids", pa.list_(_S)),
     ("referenced_tweets", pa.list_(pa.struct([("type", _S), ("id", _S)]))),
     ("public_metrics", pa.struct([("retweet_count", _I), ("reply_count", _I), ("like_count", _I), ("quote_count", _I),
                                   ("impression_count", _I)])),
@@ -101,6 +104,7 @@ class CurateStats:
     pages: int = 0
     rows: int = 0
     duplicates: int = 0
+    superseded: int = 0  # older versions of edited posts left out for the chain's newest
     partial_errors: int = 0
     raw_user_ids: set[str] = field(default_factory=set, repr=False)
     raw_usernames: set[str] = field(default_factory=set, repr=False)
@@ -189,8 +193,40 @@ class _Handles:
         return self._ids.take(pc.index_in(pc.utf8_lower(names), value_set=self._names))
 
 
+def _full_text(tweets: pa.StructArray) -> pa.Array:
+    """A long post's full text is note_tweet.text; `text` holds only its first 280 characters."""
+    return pc.coalesce(pc.struct_field(pc.struct_field(tweets, "note_tweet"), "text"), pc.struct_field(tweets, "text"))
+
+
+def _edit_columns(tweets: pa.StructArray) -> tuple[pa.Array, pa.Array]:
+    """Per row: the chain's id (its oldest id) and its ids in ascending order; [id] when never edited.
+
+    The order is worked out from the ids (snowflakes grow with time), not taken from the API's list.
+    """
+    ids = pc.struct_field(tweets, "id")
+    history = pc.struct_field(tweets, "edit_history_tweet_ids")
+    rows = len(ids)
+    single = pa.ListArray.from_arrays(pa.array(range(rows + 1), pa.int32()), ids)
+    edited = pc.indices_nonzero(pc.greater(pc.fill_null(pc.list_value_length(history), 0), 1)).to_pylist()
+    if not edited:
+        return ids, single
+    chains = [sorted({*history[row].as_py(), ids[row].as_py()}, key=int) for row in edited]
+    where = list(range(rows))
+    for number, row in enumerate(edited):
+        where[row] = rows + number
+    take = pa.array(where, pa.int64())
+    return (pa.concat_arrays([ids, pa.array([c[0] for c in chains], _S)]).take(take),
+            pa.concat_arrays([single, pa.array(chains, pa.list_(_S))]).take(take))
+
+
 class Curator:
-    """Flattens one day's pages; keeps one row per tweet id, first seen wins."""
+    """Flattens one day's pages; keeps one row per tweet id, first seen wins, and one row per edit chain.
+
+    Of an edited post's versions the newest of the day is kept (see docs/schema.md). A version
+    whose id is the largest of its chain is final and goes out at once; an older one is held back
+    (few rows) until the chain's newest arrives, which replaces it, or until the stream ends, when
+    the newest version held is released. So the result does not depend on the order pages arrive in.
+    """
 
     def __init__(self, day: date, pseudonymize: Pseudonymizer, processed_at: datetime | None = None, build_id: str = ""):
         self.day = day
@@ -199,6 +235,8 @@ class Curator:
         self.processed_at = processed_at or datetime.now(UTC)
         self.stats = CurateStats()
         self._seen: set[int | str] = set()
+        self._final: set[str] = set()  # chains whose newest version went out
+        self._held: dict[str, tuple[int, pa.RecordBatch]] = {}  # chain -> (id, row) of its newest older version so far
         self._lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
 
     def batches(self, source: IO[bytes] | Iterable[bytes | dict]) -> Iterator[pa.RecordBatch]:
@@ -210,6 +248,12 @@ class Curator:
             if batch.num_rows or not produced:
                 produced = True
                 yield batch
+        if self._held:
+            held = pa.Table.from_batches([row for _, row in self._held.values()], SCHEMA).combine_chunks().to_batches()[0]
+            self._held.clear()
+            self.stats.rows += held.num_rows
+            produced = True
+            yield held
         if not produced:
             yield self._curate(pa.RecordBatch.from_pylist([], schema=RAW_PAGE))
 
@@ -227,9 +271,33 @@ class Curator:
         keep = self._first_seen(pc.struct_field(tweets, "id"))
         if keep is not None:
             tweets, authors, created = tweets.filter(keep), authors.filter(keep), created.filter(keep)
-        batch = self._columns(tweets, users, authors, created)
+        batch = self._newest_of_chains(self._columns(tweets, users, authors, created))
         self.stats.rows += batch.num_rows
         return batch
+
+    def _newest_of_chains(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The rows to publish now: all but versions of an edit chain that are not (yet) its newest."""
+        history = batch.column("edit_history_tweet_ids")
+        edited = pc.indices_nonzero(pc.greater(pc.list_value_length(history), 1)).to_pylist()
+        if not edited:
+            return batch
+        keep = [True] * batch.num_rows
+        ids, chains = batch.column("tweet_id"), batch.column("edit_chain_id")
+        for row in edited:
+            tweet, chain, newest = int(ids[row].as_py()), chains[row].as_py(), int(history[row][-1].as_py())
+            if chain in self._final:
+                keep[row] = False
+                self.stats.superseded += 1
+            elif tweet == newest:
+                self._final.add(chain)
+                self.stats.superseded += chain in self._held
+                self._held.pop(chain, None)
+            else:
+                keep[row] = False
+                self.stats.superseded += 1
+                if chain not in self._held or self._held[chain][0] < tweet:
+                    self._held[chain] = (tweet, batch.slice(row, 1))
+        return batch.filter(pa.array(keep, pa.bool_()))
 
     def _note_errors(self, errors: pa.Array) -> None:
         """Partial errors (suspended or deleted users...) are counted; their usernames are raw identities."""
@@ -301,11 +369,12 @@ class Curator:
         handles = _Handles(users, mention_ids, mention_names)
         if mention_ids.null_count:
             mention_ids = pc.coalesce(mention_ids, handles.ids(mention_names))
+        edit_chain_id, edit_history = _edit_columns(tweets)
         columns = {
             "tweet_id": pc.struct_field(tweets, "id"),
             "created_at": created,
             "date": pa.repeat(pa.scalar(self.day, pa.date32()), rows),
-            "text": self._scrub(pc.struct_field(tweets, "text"), handles),
+            "text": self._scrub(_full_text(tweets), handles),
             "lang": pc.struct_field(tweets, "lang"),
             "source": pc.struct_field(tweets, "source"),
             "conversation_id": pc.struct_field(tweets, "conversation_id"),
@@ -330,6 +399,8 @@ class Curator:
             "impression_count": pc.struct_field(metrics, "impression_count"),
             "url_domains": self._domains(urls),
             "possibly_sensitive": pc.struct_field(tweets, "possibly_sensitive"),
+            "edit_chain_id": edit_chain_id,
+            "edit_history_tweet_ids": edit_history,
             "processed_at": pa.repeat(pa.scalar(self.processed_at, _TS), rows),
             "pseudonym_key_id": pa.repeat(pa.scalar(self.pseudo.key_id, _S), rows),
             "schema_version": pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int32()), rows),

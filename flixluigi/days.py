@@ -27,7 +27,7 @@ from flixluigi.layout import new_fetch_id
 from flixluigi.pseudonym import Pseudonymizer, load_key
 from flixluigi.state import Build, Snapshot, layout, raw_day
 from flixluigi.storage import Storage
-from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile
+from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile, search_path
 
 if TYPE_CHECKING:  # deltalake is imported where a day is committed, not by every `luigi` invocation
     from flixluigi.lake import CuratedTable
@@ -52,7 +52,8 @@ class NoRawDay(LookupError):
 def make_client(on_status: Callable[[str], None] = lambda message: None) -> XClient:
     cfg = config.xapi()
     return XClient(cfg.base_url, os.environ.get(cfg.token_env, ""), timeout=cfg.timeout, max_tries=cfg.max_tries,
-                   max_rate_limit_wait=cfg.max_rate_limit_wait, backoff_factor=cfg.backoff_factor, on_status=on_status)
+                   max_rate_limit_wait=cfg.max_rate_limit_wait, backoff_factor=cfg.backoff_factor, on_status=on_status,
+                   min_interval={search_path("all"): cfg.min_interval_all, search_path("recent"): cfg.min_interval_recent})
 
 
 def pseudonymizer() -> Pseudonymizer:
@@ -230,6 +231,8 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
         "date": day.isoformat(), "build_id": build.id, "raw_fetch": fetch_id, "pseudonym_key_id": pseudonymize.key_id,
         "schema_version": SCHEMA_VERSION, "sharing": build.sharing, "table_version": version, "rows": stats.rows,
         "raw_pages": stats.pages, "duplicates_dropped": stats.duplicates, "partial_errors": stats.partial_errors,
+        # Posts of the raw fetch that a rule keeps out: older versions of an edited post.
+        "removed_by_rule": stats.superseded,
         "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
         "produced_at": datetime.now(UTC).isoformat(),
     }

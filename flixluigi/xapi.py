@@ -1,15 +1,23 @@
-"""X API v2 client: day windows, paging, rate limits and retries. Knows nothing of Luigi.
+"""X API v2 client: day windows, paging, pacing, rate limits and retries. Knows nothing of Luigi.
 
 Every failure surfaces as an `XApiError` whose message is one line naming the problem and
-the fix. Transient faults are retried per page, resuming from the last good `next_token`, so
-a fault never restarts the day nor stores a page twice.
+the fix, and whose class says (`transient`) whether a later retry can help. Transient faults
+are retried per page, resuming from the last good `next_token`, so a fault never restarts the
+day nor stores a page twice.
+
+Pacing follows the API as it is in 2026: full-archive search allows one request per second
+per app on top of its 15-minute window, and that rule is not in the headers. The client keeps
+a minimum interval per endpoint path, measured from the previous answer (so two requests
+never arrive closer than the interval, whatever the network does), and waits it before its
+first request too, since another process of the same app may just have made one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -28,38 +36,78 @@ SETTLE = timedelta(seconds=10)
 # Wake just after the reset; if our clock runs ahead of the API's, the 429 path waits again.
 RESET_MARGIN = 0.1
 RETRYABLE_STATUS = {500, 502, 503, 504}
+USAGE_PATH = "/2/usage/tweets"
+# The 1 request/s rule of full-archive search; recent search has none.
+DEFAULT_MIN_INTERVAL = {"/2/tweets/search/all": 1.0}
+# After a 429 that is not a spent window, on a path without an interval of its own.
+BURST_WAIT = 1.0
+# One counts request covers at most this many days with granularity=day.
+COUNTS_SPAN_DAYS = 31
+# Full-archive pages with context_annotations requested hold at most 100 posts (500 without).
+ANNOTATED_MAX_RESULTS = 100
 
 
 class XApiError(Exception):
     """A failure of the API or of its use; the message is one line with the fix."""
 
-    transient = False
+    transient: bool = False
 
 
 class ApiUnreachable(XApiError):
-    pass
+    """Nothing listens at the base URL: a setting or a service to start, not a blip."""
+
+    transient = False
 
 
 class Unauthorized(XApiError):
-    pass
+    """401/403: the token is wrong or lacks access."""
+
+    transient = False
 
 
 class InvalidRequest(XApiError):
-    pass
+    """Any 4xx but 429: the request itself is wrong; retrying sends the same request."""
+
+    transient = False
 
 
 class UsageCapped(XApiError):
-    pass
+    """429 with the usage-cap problem type: no post can be read until the billing period turns."""
+
+    transient = False
+
+
+class RateLimited(XApiError):
+    """The rate limit did not lift within the waits the settings allow."""
+
+    transient = False
 
 
 class MalformedResponse(XApiError):
-    pass
+    """An answer that is not the X API's shape: usually a wrong base URL."""
+
+    transient = False
 
 
 class TransientFault(XApiError):
     """Worth retrying: 5xx, time-outs, dropped connections, bodies that are not complete JSON."""
 
     transient = True
+
+
+def search_path(endpoint: str) -> str:
+    return f"/2/tweets/search/{endpoint}"
+
+
+def counts_path(endpoint: str) -> str:
+    return f"/2/tweets/counts/{endpoint}"
+
+
+def search_limits(endpoint: str, tweet_fields: str = "") -> tuple[int, int]:
+    """The max_results range search allows: 10..100 recent, 10..500 full archive, 10..100 there with context_annotations."""
+    if endpoint == "all" and "context_annotations" not in tweet_fields.split(","):
+        return 10, 500
+    return 10, ANNOTATED_MAX_RESULTS
 
 
 @dataclass(frozen=True)
@@ -75,10 +123,14 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def day_window(day: date, endpoint: str, now: datetime | None = None) -> Window:
     """[day 00:00Z, day+1 00:00Z), refused before any call if the endpoint cannot serve it whole."""
     now = now or datetime.now(UTC)
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start = midnight(day)
     end = start + timedelta(days=1)
     if end > now - SETTLE:
         raise XApiError(f"{day} has not ended yet in UTC; a partial day is never stored: run it after "
@@ -109,10 +161,15 @@ class Page:
 
 @dataclass
 class FetchStats:
+    """What one client did; `posts_read` and `requests` are what pay-per-use bills."""
+
     pages: int = 0
     tweets: int = 0
+    posts_read: int = 0  # distinct posts received as `data`: a post read twice in one UTC day is billed once
+    requests: Counter[str] = field(default_factory=Counter)  # HTTP requests sent, by endpoint path
     partial_errors: int = 0
     retries: int = 0
+    throttled: int = 0  # 429s met, except the usage cap (which fails at once)
     rate_limit_waits: int = 0
     rate_limit_wait_seconds: float = 0.0
 
@@ -126,6 +183,11 @@ def _problem(body: object, status: int) -> str:
     return " - ".join(dict.fromkeys(parts)).replace("\n", " ") or f"HTTP {status}"
 
 
+def _usage_capped(body: object) -> bool:
+    """The usage-cap 429 arrives with thousands of requests left: only its problem type tells it apart."""
+    return isinstance(body, dict) and ("usage-capped" in str(body.get("type", "")) or body.get("title") == "UsageCapExceeded")
+
+
 @dataclass
 class XClient:
     base_url: str
@@ -137,7 +199,11 @@ class XClient:
     on_status: Callable[[str], None] = lambda message: None
     session: requests.Session = field(default_factory=requests.Session, repr=False)
     stats: FetchStats = field(default_factory=FetchStats)
+    # Seconds between the answer to one request of a path and the next request to it.
+    min_interval: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_INTERVAL))
     _limits: dict[str, tuple[int, float]] = field(default_factory=dict, repr=False)
+    _ready: dict[str, float] = field(default_factory=dict, repr=False)  # path -> monotonic time of its next request
+    _read: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -151,15 +217,22 @@ class XClient:
 
     def search(self, query: str, window: Window, *, endpoint: str = "all", max_results: int = 100,
                fields: dict[str, str] | None = None) -> Iterator[Page]:
-        """Every page of the window, oldest request first, until `next_token` is absent."""
+        """Every page of the window, oldest request first, until `next_token` is absent.
+
+        A page without `data` may still carry a `next_token` (the API filters after paging),
+        so only the token ends the run.
+        """
         params = {"query": query, **window.params(), "max_results": str(max_results), **(fields or {})}
         while True:
-            page = self._page(f"/2/tweets/search/{endpoint}", params)
+            page = self._page(search_path(endpoint), params)
             body = page.body
             if not isinstance(body.get("meta"), dict) or not isinstance(body.get("data", []), list):
                 raise MalformedResponse(f"search page without meta/data from {self.base_url}; is [xapi] base_url an X API?")
+            data = body.get("data", ())
             self.stats.pages += 1
-            self.stats.tweets += len(body.get("data", ()))
+            self.stats.tweets += len(data)
+            self._read.update(str(t.get("id")) for t in data if isinstance(t, dict))
+            self.stats.posts_read = len(self._read)
             self.stats.partial_errors += len(body.get("errors", ()))
             yield page
             token = body["meta"].get("next_token")
@@ -169,17 +242,57 @@ class XClient:
 
     def count(self, query: str, window: Window, *, endpoint: str = "all") -> int:
         """The API's own total for the window, to reconcile a fetch against."""
-        body = self._page(f"/2/tweets/counts/{endpoint}", {"query": query, **window.params(), "granularity": "day"}).body
+        body = self._page(counts_path(endpoint), {"query": query, **window.params(), "granularity": "day"}).body
         try:
             return int(body["meta"]["total_tweet_count"])
         except (KeyError, TypeError, ValueError):
             raise MalformedResponse(f"counts answer without meta.total_tweet_count from {self.base_url}") from None
 
+    def daily_counts(self, query: str, start_day: date, end_day: date, *, endpoint: str = "all") -> dict[date, int]:
+        """Posts per UTC day from start_day to end_day (inclusive), as the counts endpoint expects them.
+
+        One request (granularity=day) per span of up to 31 days, plus its pages if the API pages;
+        a counts request reads no post, so an estimate costs counts requests only.
+        """
+        if end_day < start_day:
+            raise InvalidRequest(f"end day {end_day} is before start day {start_day}; swap them")
+        day_window(start_day, endpoint)  # both ends must be servable whole: the same one-line refusals
+        day_window(end_day, endpoint)
+        found: dict[date, int] = {}
+        first = start_day
+        while first <= end_day:
+            last = min(end_day, first + timedelta(days=COUNTS_SPAN_DAYS - 1))
+            params = {"query": query, **Window(midnight(first), midnight(last + timedelta(days=1))).params(),
+                      "granularity": "day"}
+            while True:
+                body = self._page(counts_path(endpoint), params).body
+                try:
+                    for bucket in body.get("data", ()):
+                        day = date.fromisoformat(str(bucket["start"])[:10])
+                        found[day] = found.get(day, 0) + int(bucket["tweet_count"])
+                    token = body.get("meta", {}).get("next_token")
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    raise MalformedResponse(f"counts answer without data[].start/tweet_count from {self.base_url}") from None
+                if not token:
+                    break
+                params = {**params, "next_token": token}
+            first = last + timedelta(days=1)
+        return {start_day + timedelta(days=i): found.get(start_day + timedelta(days=i), 0)
+                for i in range((end_day - start_day).days + 1)}
+
+    def usage(self) -> int:
+        """Posts read in the current billing period, from GET /2/usage/tweets (project_usage)."""
+        body = self._page(USAGE_PATH, {}).body
+        try:
+            return int(body["data"]["project_usage"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse(f"usage answer without data.project_usage from {self.base_url}") from None
+
     def check(self, query: str, *, endpoint: str = "all") -> None:
-        """One small request that proves the API answers and accepts the token."""
+        """One counts request that proves the API answers and accepts the token; it reads no post."""
         now = datetime.now(UTC) - SETTLE - timedelta(seconds=1)
-        self._page(f"/2/tweets/search/{endpoint}", {"query": query, "max_results": "10",
-                                                     **Window(now - timedelta(minutes=5), now).params()})
+        self._page(counts_path(endpoint), {"query": query, "granularity": "hour",
+                                           **Window(now - timedelta(minutes=5), now).params()})
 
     def _page(self, path: str, params: dict[str, str]) -> Page:
         attempts = [0]
@@ -197,7 +310,7 @@ class XClient:
         if wait <= 0:
             return
         if wait > self.max_rate_limit_wait:
-            raise XApiError(f"rate limit of {path} resets in {wait:.0f}s, more than [xapi] max_rate_limit_wait = "
+            raise RateLimited(f"rate limit of {path} resets in {wait:.0f}s, more than [xapi] max_rate_limit_wait = "
                             f"{self.max_rate_limit_wait:.0f}s; raise it or run later")
         resume = datetime.fromtimestamp(reset, UTC).strftime("%H:%M:%SZ")
         self.on_status(f"rate limited, resuming at {resume}")
@@ -205,6 +318,24 @@ class XClient:
         self.stats.rate_limit_waits += 1
         self.stats.rate_limit_wait_seconds += wait
         time.sleep(wait)
+
+    def _pace(self, path: str) -> None:
+        """Wait until the path's interval has passed since its last answer (or since the client began)."""
+        now = time.monotonic()
+        ready = self._ready.setdefault(path, now + self.min_interval.get(path, 0.0))
+        if ready > now:
+            time.sleep(ready - now)
+
+    def _answered(self, path: str, wait: float = 0.0) -> None:
+        self._ready[path] = time.monotonic() + max(self.min_interval.get(path, 0.0), wait)
+
+    def _send(self, path: str, params: dict[str, str]) -> requests.Response:
+        self._pace(path)
+        self.stats.requests[path] += 1
+        try:
+            return self.session.get(self.base_url + path, params=params, timeout=self.timeout)
+        finally:
+            self._answered(path)
 
     def _attempt(self, path: str, params: dict[str, str], attempts: list[int]) -> tuple[dict, int]:
         limited = 0
@@ -214,7 +345,7 @@ class XClient:
                 self._wait_for_reset(path, reset)
             attempts[0] += 1
             try:
-                response = self.session.get(self.base_url + path, params=params, timeout=self.timeout)
+                response = self._send(path, params)
             except requests.exceptions.ConnectionError as exc:
                 if attempts[0] == 1 and "Connection refused" in str(exc):
                     raise ApiUnreachable(f"X API at {self.base_url} refuses connections; start the sandbox "
@@ -237,13 +368,16 @@ class XClient:
                     raise MalformedResponse(f"{path} answered with JSON that is not an object; is [xapi] base_url an X API?")
                 return body, status
             if status == 429:
-                if isinstance(body, dict) and "usage-capped" in str(body.get("type", "")):
+                if _usage_capped(body):  # first: the cap arrives while the window still has requests left
                     raise UsageCapped(f"X API usage cap reached ({_problem(body, status)}); wait for the next "
                                       "billing period or raise the plan's cap")
+                self.stats.throttled += 1
                 limited += 1
                 if limited > self.max_tries:
-                    raise XApiError(f"{path} still rate limited after {self.max_tries} waits for the reset; run later")
-                self._limits[path] = (0, self._limits[path][1])
+                    raise RateLimited(f"{path} still rate limited after {self.max_tries} waits; run later")
+                if self._limits[path][0] > 0:  # the per-second rule or a burst, not a spent window
+                    log.info("X API: 429 on %s with requests left in the window; waiting the interval", path)
+                    self._answered(path, self.min_interval.get(path) or BURST_WAIT)
                 continue
             if status in RETRYABLE_STATUS:
                 raise TransientFault(f"HTTP {status} from {path}: {_problem(body, status)}")
@@ -252,6 +386,8 @@ class XClient:
                                    "check the variable named by [xapi] token_env")
             if status == 400:
                 raise InvalidRequest(f"X API refused the request (HTTP 400: {_problem(body, status)})")
+            if 400 <= status < 500:  # never retried: the same request would get the same answer
+                raise InvalidRequest(f"unexpected HTTP {status} from {self.base_url}{path}: {_problem(body, status)}")
             raise XApiError(f"unexpected HTTP {status} from {self.base_url}{path}: {_problem(body, status)}")
 
     def _note_limits(self, path: str, response: requests.Response) -> None:

@@ -32,6 +32,8 @@ ACCESS_KEY, SECRET_KEY = "flixluigi-test", "flixluigi-test-secret"
 TOKEN = "test-bearer-token"
 HMAC_KEY = "test-hmac-key-0123456789abcdef0123456789"
 BUCKET = "flixluigi-test"
+# The sandbox applies the API's intervals and windows at this scale (1 s -> 10 ms); clients pace to match.
+TIME_SCALE = 0.01
 
 
 def _bindable(port: int) -> bool:
@@ -94,7 +96,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def api_server():
-    server = sandbox.start(token=TOKEN, volume=300)
+    server = sandbox.start(token=TOKEN, volume=300, time_scale=TIME_SCALE)
     yield server
     server.shutdown()
 
@@ -124,7 +126,7 @@ def pipeline(seaweed: Seaweed, api_server: sandbox.SandboxServer, monkeypatch: p
         # Transient failures are retried inside a task; the tests do not wait between tries.
         "days": {"retry_delay": "0"},
         "xapi": {"base_url": api_url(api_server), "endpoint": "all", "max_results": "100", "backoff_factor": "0.05",
-                 "timeout": "10"},
+                 "timeout": "10", "min_interval_all": str(TIME_SCALE)},
         "pseudonym": {"key_env": "FLIXLUIGI_HMAC_KEY", "key_file": ""},
     }
     cfg = luigi.configuration.get_config()

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import re
+import time
 
 import boto3
 import luigi
@@ -14,7 +15,7 @@ import pyarrow.dataset as ds
 import requests
 from deltalake import DeltaTable
 
-from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TOKEN
+from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TIME_SCALE, TOKEN
 
 
 def build(*tasks: luigi.Task, workers: int = 1) -> luigi.execution_summary.LuigiRunResult:
@@ -90,9 +91,14 @@ def parquet_bytes_everywhere(endpoint: str, prefix: str) -> list[bytes]:
 
 
 def sandbox_pages(base_url: str, params: dict, endpoint: str = "all") -> list[dict]:
-    """Every page the sandbox serves for these parameters, fetched directly over HTTP."""
+    """Every page the sandbox serves for these parameters, fetched directly over HTTP.
+
+    Each request waits the scaled second of the full-archive rule after the previous answer,
+    as any client must (the rule is measured between arrivals, so this never meets it).
+    """
     pages, params = [], dict(params)
     while True:
+        time.sleep(TIME_SCALE)
         answer = requests.get(f"{base_url}/2/tweets/search/{endpoint}", params=params,
                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         answer.raise_for_status()

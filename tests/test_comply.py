@@ -10,7 +10,7 @@ import pytest
 from flixluigi import Compliance, CuratedTweets, maintenance, sandbox
 from flixluigi.sandbox.compliance import ComplianceConfig
 from flixluigi.sandbox.generator import generate_day
-from tests.conftest import TOKEN, api_url
+from tests.conftest import TIME_SCALE, TOKEN, api_url
 from tests.helpers import all_strings, body, build, curated, fetches, keys, parquet_of, pointers, raw_pages, records, table
 
 DAYS = [date(2022, 9, 12), date(2022, 9, 13), date(2022, 9, 14)]
@@ -27,7 +27,7 @@ def stored(pipeline):
 
 
 def with_compliance(pipeline, compliance: ComplianceConfig) -> sandbox.SandboxServer:
-    server = sandbox.start(token=TOKEN, volume=300, compliance=compliance)
+    server = sandbox.start(token=TOKEN, volume=300, compliance=compliance, time_scale=TIME_SCALE)
     pipeline.set("xapi", "base_url", api_url(server))
     return server
 

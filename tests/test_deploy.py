@@ -224,6 +224,7 @@ def test_demo_leaves_running_what_it_did_not_start_and_the_readme_works_after_it
     """
     sandbox_port = free_port()
     pipeline.set("xapi", "base_url", f"http://127.0.0.1:{sandbox_port}")
+    pipeline.set("xapi", "min_interval_all", "1.0")  # the demo's sandbox applies the 1 request/s rule in real time
     cfg = pipeline.write_cfg(tmp_path / "demo.cfg")
     env = {**pipeline.seaweed.env(), "LUIGI_CONFIG_PATH": str(cfg), "FLIXLUIGI_RUN_DIR": str(tmp_path / "run"),
            "SANDBOX_PORT": str(sandbox_port), "SANDBOX_BEARER_TOKEN": TOKEN, "X_BEARER_TOKEN": TOKEN}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from flixluigi.sandbox.generator import generate_day
+from flixluigi.sandbox.generator import generate_day, newest_versions
 from tests.conftest import BUCKET, ROOT, Seaweed
 from tests.helpers import keys, manifest_key, parquet, raw_pages, s3
 
@@ -66,7 +66,7 @@ def test_killed_worker_leaves_nothing_partial_and_the_rerun_completes(pipeline, 
     stored = [t["id"] for page in raw_pages(endpoint, expected["raw"]) for t in page.get("data", ())]
     assert stored == [t["id"] for t in tweets]
     table = parquet(endpoint, f"{pipeline.run}/curated/tweets/date={DAY}/tweets.parquet")
-    assert table.column("tweet_id").to_pylist() == [t["id"] for t in tweets]
+    assert table.column("tweet_id").to_pylist() == [t["id"] for t in newest_versions(tweets)]
 
 
 def test_s3_stopped_mid_run_fails_clearly_and_the_rerun_completes(pipeline, tmp_path, slack, api_server):
@@ -104,9 +104,9 @@ def test_s3_stopped_mid_run_fails_clearly_and_the_rerun_completes(pipeline, tmp_
 
 
 @pytest.mark.parametrize("trouble, error", [
-    ({"rate": 1.0, "kinds": ("truncate",)}, "incomplete JSON body from /2/tweets/search/all (HTTP 200)"),
+    ({"rate": 1.0, "kinds": ("truncate",)}, "incomplete JSON body from /2/tweets/counts/all (HTTP 200)"),
     ({"rate": 1.0, "kinds": ("slow",), "slow_seconds": 1.5}, "no answer from http://127.0.0.1:"),
-    ({"rate": 1.0, "kinds": ("503",)}, "HTTP 503 from /2/tweets/search/all: Service Unavailable"),
+    ({"rate": 1.0, "kinds": ("503",)}, "HTTP 503 from /2/tweets/counts/all: Service Unavailable"),
 ])
 def test_sandbox_slow_or_garbage_fails_clearly_with_nothing_written(pipeline, slack, failures, api_server, trouble, error):
     import luigi

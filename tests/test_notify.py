@@ -10,7 +10,7 @@ import pytest
 from luigi.execution_summary import LuigiStatusCode
 
 from flixluigi import CuratedTweets, RawTweets, notify, sandbox
-from tests.conftest import HMAC_KEY, TOKEN, api_url
+from tests.conftest import HMAC_KEY, TIME_SCALE, TOKEN, api_url
 from tests.helpers import curated, keys, pointers, records
 
 DAY = date(2022, 9, 12)
@@ -89,7 +89,7 @@ def test_transient_failure_is_retried_in_the_task_and_not_notified(pipeline, sla
     """A day that fails in a way a retry can mend is tried again inside the task ([days] tries), with the
     wait announced in the log; the scheduler never sees a failure, so nothing is notified."""
     faults = sandbox.Faults(rate=1.0, kinds=("503",))
-    flaky = sandbox.start(token=TOKEN, faults=faults)
+    flaky = sandbox.start(token=TOKEN, faults=faults, time_scale=TIME_SCALE)
     announced: list[str] = []
 
     def heal(record: logging.LogRecord) -> bool:
@@ -144,7 +144,7 @@ def test_broken_task_is_notified(pipeline, slack):
 
 
 def test_long_rate_limit_waits_are_a_warning(pipeline, slack):
-    limited = sandbox.start(token=TOKEN, rate_limit=1, rate_window=1)
+    limited = sandbox.start(token=TOKEN, rate_limit=1, rate_window=1 / TIME_SCALE, time_scale=TIME_SCALE)
     try:
         pipeline.set("xapi", "base_url", api_url(limited))
         pipeline.set("xapi", "long_wait_warning", "0.5")

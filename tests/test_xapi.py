@@ -17,8 +17,9 @@ from flixluigi.xapi import (
     XClient,
     day_window,
     reconcile,
+    search_path,
 )
-from tests.conftest import TOKEN, api_url
+from tests.conftest import TIME_SCALE, TOKEN, api_url
 
 DAY = date(2022, 9, 12)
 WINDOW = day_window(DAY, "all")
@@ -29,7 +30,7 @@ def serve():
     started = []
 
     def start(**options) -> sandbox.SandboxServer:
-        server = sandbox.start(token=TOKEN, **options)
+        server = sandbox.start(token=TOKEN, **{"time_scale": TIME_SCALE, **options})
         started.append(server)
         return server
 
@@ -39,7 +40,8 @@ def serve():
 
 
 def client(server, **options) -> XClient:
-    return XClient(api_url(server), TOKEN, **{"backoff_factor": 0.01, "timeout": 5, **options})
+    return XClient(api_url(server), TOKEN, **{"backoff_factor": 0.01, "timeout": 5,
+                                               "min_interval": {search_path("all"): TIME_SCALE}, **options})
 
 
 def fetch_ids(c: XClient, max_results: int = 10) -> list[str]:
@@ -93,7 +95,7 @@ def test_usage_cap_fails_at_once_without_retry(serve):
 
 
 def test_rate_limit_headers_are_honoured_without_429s(serve):
-    server = serve(volume=300, rate_limit=4, rate_window=1)
+    server = serve(volume=300, rate_limit=4, rate_window=1 / TIME_SCALE)
     statuses = []
     c = client(server, on_status=statuses.append)
     started = time.monotonic()
@@ -106,7 +108,7 @@ def test_rate_limit_headers_are_honoured_without_429s(serve):
 
 
 def test_rate_limit_wait_longer_than_allowed_fails_with_the_setting_to_change(serve):
-    server = serve(rate_limit=1, rate_window=120)
+    server = serve(rate_limit=1, rate_window=120 / TIME_SCALE)
     with pytest.raises(XApiError, match=r"max_rate_limit_wait"):
         fetch_ids(client(server, max_rate_limit_wait=5))
 

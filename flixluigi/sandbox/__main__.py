@@ -29,14 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--usage-capped", action="store_true", help="answer every request with the usage-cap 429")
     parser.add_argument("--compliance-rate", type=float, default=0.0,
                         help="share of ids the compliance jobs report deleted/protected/suspended/scrub_geo (0..0.5, seeded by --seed)")
+    parser.add_argument("--usage-cap", type=int, default=None, help="billed posts after which the usage-cap 429 answers")
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="multiplies the 1 request/s interval and the rate window (default 1 = real time)")
+    parser.add_argument("--legacy", action="store_true",
+                        help="the API as before 2023: no per-second rule, long posts, edits or retweet filter")
     args = parser.parse_args(argv)
     try:
         faults = Faults(rate=args.fault_rate, kinds=tuple(k for k in args.faults.split(",") if k), seed=args.fault_seed,
                         slow_seconds=args.slow_seconds, usage_capped=args.usage_capped)
         server = start(args.host, args.port, token=os.environ.get(args.token_env) or DEFAULT_TOKEN, volume=args.volume,
                        seed=args.seed, replay=tuple(args.replay), rate_limit=args.rate_limit,
-                       rate_window=args.rate_window, faults=faults,
-                       compliance=ComplianceConfig(rate=args.compliance_rate, seed=args.seed))
+                       rate_window=args.rate_window, faults=faults, legacy=args.legacy, time_scale=args.time_scale,
+                       usage_cap=args.usage_cap, compliance=ComplianceConfig(rate=args.compliance_rate, seed=args.seed))
     except (OSError, ValueError) as exc:
         print(f"sandbox: cannot start: {exc}", file=sys.stderr)
         return 2

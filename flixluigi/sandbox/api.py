@@ -1,8 +1,13 @@
 """The X API v2 search and counts endpoints as pure functions of a request.
 
 `SandboxApi.handle(path, params, now)` returns `(status, body)` exactly as the real API would
-shape them, so the HTTP server only adds transport concerns (auth, rate limits, faults).
+shape them, so the HTTP server only adds transport concerns (auth, rate limits, faults, cost).
 Paths: /2/tweets/search/recent|all and /2/tweets/counts/recent|all.
+
+With `modern` (the default) the answers follow the API as it is in 2026: long posts and edit
+chains in the corpus, no retweets in search results for days from 2026-05-04 (filtered after
+paging, so a page can be empty and still carry a `next_token`), and at most 100 results per
+full-archive page when `context_annotations` is requested.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from flixluigi.sandbox.generator import days_between, generate_day
 
@@ -22,15 +27,20 @@ RECENT_DAYS = 7
 DEFAULT_TWEET_FIELDS = ("id", "text", "edit_history_tweet_ids")
 DEFAULT_USER_FIELDS = ("id", "name", "username")
 INVALID_REQUEST = "https://api.twitter.com/2/problems/invalid-request"
+# Since this day keyword and hashtag searches return no retweets.
+NO_RETWEETS_SINCE = date(2026, 5, 4)
+NO_RETWEETS_SINCE_STAMP = NO_RETWEETS_SINCE.isoformat()
+# A counts page covers at most 31 days of buckets; longer ranges page with next_token.
+COUNTS_PAGE_DAYS = 31
 USER_EXPANSIONS = ("author_id", "in_reply_to_user_id", "entities.mentions.username", "referenced_tweets.id.author_id")
 
 
 class BadRequest(Exception):
     """A parameter the real API would reject with its 400 body."""
 
-    def __init__(self, name: str, value: str, message: str):
+    def __init__(self, name: str, value: str, message: str, also: dict[str, list[str]] | None = None):
         super().__init__(message)
-        self.body = {"errors": [{"parameters": {name: [value]}, "message": message}],
+        self.body = {"errors": [{"parameters": {**(also or {}), name: [value]}, "message": message}],
                      "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
                      "type": INVALID_REQUEST}
 
@@ -69,14 +79,23 @@ def _token(key: str, offset: int) -> str:
     return base64.b32encode(raw).decode().rstrip("=").lower()
 
 
-def _offset(key: str, token: str) -> int:
+def _offset(key: str, params: dict[str, str]) -> int:
+    """Where a paging run resumes: `next_token` or its synonym `pagination_token` (0 without either)."""
+    name = "next_token" if "next_token" in params else "pagination_token"
+    if name not in params:
+        return 0
+    token = params[name]
     try:
         prefix, offset = base64.b32decode(token.upper() + "=" * (-len(token) % 8)).decode().split(":")
         if prefix == hashlib.sha1(key.encode()).hexdigest()[:10]:
             return int(offset)
     except (ValueError, UnicodeDecodeError):
         pass
-    raise BadRequest("next_token", token, f"The `next_token` query parameter value [{token}] is not valid")
+    raise BadRequest(name, token, f"The `{name}` query parameter value [{token}] is not valid")
+
+
+def _retweet(tweet: dict) -> bool:
+    return any(r["type"] == "retweeted" for r in tweet.get("referenced_tweets", ()))
 
 
 def _fields(params: dict, name: str, default: Iterable[str]) -> set[str]:
@@ -94,6 +113,7 @@ class Corpus:
     volume: int = 300
     seed: int = 0
     replay_pages: list[dict] = field(default_factory=list)
+    modern: bool = True
 
     def tweets(self, start: datetime, end: datetime) -> tuple[list[dict], dict[str, dict], dict[str, dict]]:
         """Tweets in [start, end) newest first, plus referenced tweets and users by id."""
@@ -101,11 +121,13 @@ class Corpus:
         tweets: list[dict] = []
         referenced: dict[str, dict] = {}
         users: dict[str, dict] = {}
-        for day in days_between(start, end):
-            generated = generate_day(day, self.volume, self.seed)
-            tweets.extend(t for t in generated.tweets if lo <= t["created_at"] < hi)
+        # The day before may have edits made after its midnight (modern corpus only).
+        for day in days_between(start - timedelta(days=1) if self.modern else start, end):
+            generated = generate_day(day, self.volume, self.seed, self.modern)
+            tweets.extend(t for t in generated.tweets + generated.spill if lo <= t["created_at"] < hi)
             referenced.update(generated.referenced)
             users = generated.users
+        tweets.sort(key=lambda t: int(t["id"]), reverse=True)
         return tweets, referenced, users
 
 
@@ -113,6 +135,7 @@ class Corpus:
 class SandboxApi:
     corpus: Corpus
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    modern: bool = True
     _matches: dict[tuple, tuple[list[dict], dict, dict]] = field(default_factory=dict, repr=False)
 
     def handle(self, path: str, params: dict[str, str]) -> tuple[int, dict]:
@@ -161,27 +184,39 @@ class SandboxApi:
             self._matches[key] = found
         return found
 
+    def _hidden(self, tweet: dict) -> bool:
+        """A retweet from 2026-05-04 on: search no longer returns it."""
+        return self.modern and tweet["created_at"] >= NO_RETWEETS_SINCE_STAMP and _retweet(tweet)
+
     def _search(self, endpoint: str, params: dict[str, str], start: datetime, end: datetime) -> dict:
         low, high = SEARCH_LIMITS[endpoint]
         raw_max = params.get("max_results", str(low))
         if not raw_max.isdigit() or not low <= int(raw_max) <= high:
             raise BadRequest("max_results", raw_max,
                              f"The `max_results` query parameter value [{raw_max}] is not between {low} and {high}")
+        fields = params.get("tweet.fields", "")
+        if self.modern and endpoint == "all" and int(raw_max) > 100 and "context_annotations" in fields.split(","):
+            raise BadRequest("max_results", raw_max,
+                             "when requesting `tweet.fields=context_annotations` `max_results` must be less than or equal to `100`",
+                             also={"tweet.fields": ["context_annotations"]})
         key = f"{endpoint}|{params['query']}|{start}|{end}"
-        offset = _offset(key, params["next_token"]) if "next_token" in params else 0
+        offset = _offset(key, params)
         if self.corpus.replay_pages:
             return self._replay_page(key, offset, start, end)
         tweets, referenced, users = self._matching(params, start, end)
-        page = tweets[offset:offset + int(raw_max)]
-        if not page:
-            return {"meta": {"result_count": 0}}
-        body: dict = {"data": [_trim(t, _fields(params, "tweet.fields", DEFAULT_TWEET_FIELDS)) for t in page]}
-        includes = self._includes(page, params, referenced, users)
-        if includes:
-            body["includes"] = includes
-        body["meta"] = {"newest_id": page[0]["id"], "oldest_id": page[-1]["id"], "result_count": len(page)}
-        if offset + len(page) < len(tweets):
-            body["meta"]["next_token"] = _token(key, offset + len(page))
+        cut = tweets[offset:offset + int(raw_max)]
+        page = [t for t in cut if not self._hidden(t)]  # filtered after paging, as the API does
+        body: dict = {}
+        if page:
+            body["data"] = [_trim(t, _fields(params, "tweet.fields", DEFAULT_TWEET_FIELDS)) for t in page]
+            includes = self._includes(page, params, referenced, users)
+            if includes:
+                body["includes"] = includes
+            body["meta"] = {"newest_id": page[0]["id"], "oldest_id": page[-1]["id"], "result_count": len(page)}
+        else:
+            body["meta"] = {"result_count": 0}
+        if offset + len(cut) < len(tweets):
+            body["meta"]["next_token"] = _token(key, offset + len(cut))
         return body
 
     def _includes(self, page: list[dict], params: dict[str, str], referenced: dict, users: dict) -> dict:
@@ -238,7 +273,7 @@ class SandboxApi:
             stamps = sorted(_norm(t["created_at"]) for p in self.corpus.replay_pages for t in p.get("data", ())
                             if lo <= _norm(t["created_at"]) < hi)
         else:
-            stamps = sorted(t["created_at"] for t in self._matching(params, start, end)[0])
+            stamps = sorted(t["created_at"] for t in self._matching(params, start, end)[0] if not self._hidden(t))
         step = steps[granularity]
         floor = start.replace(minute=0, second=0, microsecond=0) if granularity != "minute" else start.replace(second=0, microsecond=0)
         if granularity == "day":
@@ -250,7 +285,13 @@ class SandboxApi:
             lo, hi = fmt_time(bucket_start), fmt_time(bucket_end)
             buckets.append({"end": hi, "start": lo, "tweet_count": sum(1 for s in stamps if lo <= s < hi)})
             bucket_start, edge = bucket_end, edge + step
-        return {"data": buckets, "meta": {"total_tweet_count": len(stamps)}}
+        key = f"counts|{params['query']}|{start}|{end}|{granularity}"
+        offset, size = _offset(key, params), COUNTS_PAGE_DAYS * (timedelta(days=1) // step)
+        page = buckets[offset:offset + size]
+        body = {"data": page, "meta": {"total_tweet_count": sum(b["tweet_count"] for b in page)}}
+        if offset + size < len(buckets):
+            body["meta"]["next_token"] = _token(key, offset + size)
+        return body
 
 
 _MILLIS = re.compile(r"\.\d{3}Z$")

@@ -82,13 +82,29 @@ def user_pool(seed: int) -> tuple[dict, ...]:
     return tuple(users)
 
 
+# Posts as they are since the 2022/2023 changes: edits (a new id per version, up to 5 within 30
+# minutes; every version lists the whole chain, oldest first; replies to others and reposts cannot
+# be edited) for posts from 2022-09-29, when edit metadata began, and long posts (note_tweet,
+# `text` cut at 280) from 2023-02-08, when they arrived.
+EDITS_SINCE, LONG_POSTS_SINCE = date(2022, 9, 29), date(2023, 2, 8)
+LONG_SHARE, EDITED_SHARE = 0.06, 0.05
+TEXT_LIMIT = 280
+EDIT_WINDOW_MS = 30 * 60_000
+LONG_TAIL = (" Langer Bericht: der Bus kam an, die Fahrt ging weiter, und an jeder Haltestelle stiegen mehr Leute ein"
+             " als aus. Das WLAN hielt bis zur Grenze, danach nur noch Funklöcher und Landschaft.")
+
+
 @dataclass(frozen=True)
 class Day:
-    """One day's tweets, newest first, and the tweets they reference."""
+    """One day's tweets, newest first, and the tweets they reference.
+
+    `spill` holds edits of the day's posts that were made after midnight: they belong to the next day.
+    """
 
     tweets: tuple[dict, ...]
     referenced: dict[str, dict]
     users: dict[str, dict]
+    spill: tuple[dict, ...] = ()
 
 
 def _pick_user(rng: random.Random, pool: tuple[dict, ...]) -> dict:
@@ -180,9 +196,61 @@ def _tweet(rng: random.Random, ms: int, seq: int, pool: tuple[dict, ...], day: d
     return tweet
 
 
+def _make_long(tweet: dict) -> None:
+    """The full text goes to note_tweet; `text` keeps its first 280 characters, as the API serves it."""
+    full = tweet["text"]
+    while len(full) <= TEXT_LIMIT:
+        full += LONG_TAIL
+    tweet["note_tweet"] = {"text": full, "entities": _entities(full, [], [])}
+    tweet["text"] = full[:TEXT_LIMIT]
+
+
+def _edits(rng: random.Random, tweet: dict) -> list[dict]:
+    """The original and 1-3 later versions, each with its own id, all listing the chain oldest first."""
+    ms = int(tweet["id"]) >> 22
+    seq = int(tweet["id"]) & 0x3FFFFF
+    offsets = sorted(rng.sample(range(60_000, EDIT_WINDOW_MS), rng.randint(1, 3)))
+    versions = [tweet]
+    for number, offset in enumerate(offsets, 1):
+        version = {**tweet, "id": str(((ms + offset) << 22) | (seq | 0x200000)),
+                   "created_at": iso(ms + offset + TWITTER_EPOCH_MS), "text": f"{tweet['text']} (edit {number})"[:TEXT_LIMIT]}
+        if "note_tweet" in tweet:
+            full = f"{tweet['note_tweet']['text']} (edit {number})"
+            version["note_tweet"] = {"text": full, "entities": _entities(full, [], [])}
+            version["text"] = full[:TEXT_LIMIT]
+        versions.append(version)
+    chain = [v["id"] for v in versions]
+    for version in versions:
+        version["edit_history_tweet_ids"] = chain
+    return versions
+
+
+def _with_2026_posts(base: Day, day: date, seed: int) -> Day:
+    """Some originals become long posts, some posts get edited; ids stay ordered by time."""
+    rng = random.Random(f"2026:{seed}:{day.isoformat()}")
+    end = iso(int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000) + 86_400_000)
+    posts: list[dict] = []
+    for tweet in base.tweets:
+        tweet = dict(tweet)
+        kinds = {r["type"] for r in tweet.get("referenced_tweets", ())}
+        if day >= LONG_POSTS_SINCE and not kinds and rng.random() < LONG_SHARE:
+            _make_long(tweet)
+        editable = day >= EDITS_SINCE and kinds <= {"quoted"}
+        posts.extend(_edits(rng, tweet) if editable and rng.random() < EDITED_SHARE else [tweet])
+    posts.sort(key=lambda t: int(t["id"]), reverse=True)
+    return Day(tweets=tuple(t for t in posts if t["created_at"] < end), referenced=base.referenced, users=base.users,
+               spill=tuple(t for t in posts if t["created_at"] >= end))
+
+
 @lru_cache(maxsize=8)
-def generate_day(day: date, volume: int, seed: int) -> Day:
-    """`volume` tweets (give or take 20 %, fixed per day) spread over the UTC day."""
+def generate_day(day: date, volume: int, seed: int, modern: bool = True) -> Day:
+    """`volume` posts (give or take 20 %, fixed per day) spread over the UTC day; `modern` adds long posts
+    and edited versions (False: the posts as the API served them before 2023)."""
+    base = _legacy_day(day, volume, seed)
+    return _with_2026_posts(base, day, seed) if modern else base
+
+
+def _legacy_day(day: date, volume: int, seed: int) -> Day:
     rng = random.Random(f"day:{seed}:{day.isoformat()}")
     pool = user_pool(seed)
     count = max(0, int(volume * rng.uniform(0.8, 1.2))) if volume else 0
@@ -192,6 +260,15 @@ def generate_day(day: date, volume: int, seed: int) -> Day:
     tweets = tuple(_tweet(rng, ms, i, pool, day, referenced) for i, ms in enumerate(times))
     users = {u["id"]: u for u in pool}
     return Day(tweets=tweets, referenced=referenced, users=users)
+
+
+def newest_versions(posts: tuple[dict, ...]) -> tuple[dict, ...]:
+    """The posts a curated day keeps: of each edit chain the version with the largest id, in the given order."""
+    newest: dict[str, int] = {}
+    for post in posts:
+        chain = min(post["edit_history_tweet_ids"], key=int)
+        newest[chain] = max(newest.get(chain, 0), int(post["id"]))
+    return tuple(p for p in posts if int(p["id"]) == newest[min(p["edit_history_tweet_ids"], key=int)])
 
 
 def days_between(start: datetime, end: datetime) -> list[date]:

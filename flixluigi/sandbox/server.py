@@ -1,8 +1,13 @@
-"""HTTP transport of the sandbox: bearer auth, rate-limit headers, injected faults.
+"""HTTP transport of the sandbox: bearer auth, rate limits, pay-per-use billing, injected faults.
 
-Speaks to clients exactly like api.twitter.com does for the endpoints in `api.py`: the real
-401 and 429 bodies, `x-rate-limit-*` headers on every answer, and (when asked) the faults a
-client meets in production: 429, 500, 503, slow answers, dropped connections, truncated bodies.
+Speaks to clients exactly like api.x.com does for the endpoints in `api.py`: the real 401 and
+429 bodies, `x-rate-limit-*` headers on every answer, and (when asked) the faults a client
+meets in production: 429, 500, 503, slow answers, dropped connections, truncated bodies.
+
+The 2026 rules live here too: full-archive search allows one request per second per app (a
+429 while `x-rate-limit-remaining` stays above 0; measured between request arrivals), posts
+read are billed (the same post in one UTC day once) and counts requests counted, the usage-cap
+429 comes after a set number of billed posts, and GET /2/usage/tweets reports the usage.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -27,28 +33,90 @@ USAGE_CAPPED = {"account_id": 1, "product_name": "standard-basic", "title": "Usa
                 "type": "https://api.twitter.com/2/problems/usage-capped"}
 SERVER_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 FAULTS = ("429", "500", "502", "503", "504", "slow", "drop", "truncate")
+USAGE_PATH = "/2/usage/tweets"
+# The per-second rule of full-archive search (seconds at time scale 1).
+MIN_INTERVALS = {"/2/tweets/search/all": 1.0}
 
 
 @dataclass
 class RateLimiter:
-    """One fixed window per endpoint path, like the real per-app 15-minute windows."""
+    """One fixed window per endpoint path, like the real per-app 15-minute windows.
+
+    Real windows reset on whole seconds, as the real epoch-second header says; time-scaled
+    windows carry a fractional reset so clients can wait them exactly.
+    """
 
     limit: int
     window: float
+    whole_seconds: bool = True
     _state: dict[str, tuple[float, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, key: str) -> tuple[bool, dict[str, str]]:
+    def take(self, key: str, spend: bool = True) -> tuple[bool, dict[str, str]]:
         with self._lock:
             now = time.time()
             reset, remaining = self._state.get(key, (0.0, 0))
             if now >= reset:
-                reset, remaining = math.ceil(now + self.window), self.limit
+                reset = math.ceil(now + self.window) if self.whole_seconds else now + self.window
+                remaining = self.limit
             allowed = remaining > 0
-            remaining = max(0, remaining - 1) if allowed else 0
+            if spend:
+                remaining = max(0, remaining - 1) if allowed else 0
             self._state[key] = (reset, remaining)
+        stamp = str(int(reset)) if reset == int(reset) else f"{reset:.3f}"
         return allowed, {"x-rate-limit-limit": str(self.limit), "x-rate-limit-remaining": str(remaining),
-                         "x-rate-limit-reset": str(int(reset))}
+                         "x-rate-limit-reset": stamp}
+
+
+@dataclass
+class Pacer:
+    """Minimum seconds between two admitted requests of a path, by arrival (the 1 request/s rule)."""
+
+    intervals: dict[str, float]
+    _last: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admit(self, path: str) -> bool:
+        interval = self.intervals.get(path, 0.0)
+        with self._lock:
+            now = time.monotonic()
+            if interval and now - self._last.get(path, -math.inf) < interval:
+                return False
+            self._last[path] = now
+        return True
+
+
+@dataclass
+class Billing:
+    """Pay-per-use counters: every post served as `data` is billed once per UTC day of the read;
+    every counts request is counted. `cap`: billed posts after which tweet endpoints answer the usage-cap 429."""
+
+    cap: int | None = None
+    posts_billed: int = 0
+    posts_served: int = 0
+    count_requests: int = 0
+    _billed: set[tuple[str, date]] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def capped(self) -> bool:
+        return self.cap is not None and self.posts_billed >= self.cap
+
+    def read(self, ids: list[str]) -> None:
+        today = datetime.now(UTC).date()
+        with self._lock:
+            self.posts_served += len(ids)
+            before = len(self._billed)
+            self._billed.update((post, today) for post in ids)
+            self.posts_billed += len(self._billed) - before
+
+    def counted(self) -> None:
+        with self._lock:
+            self.count_requests += 1
+
+    def usage_body(self) -> dict:
+        """GET /2/usage/tweets as the real API shapes it (numbers as strings)."""
+        return {"data": {"cap_reset_day": 1, "project_cap": str(self.cap or 0), "project_id": "1",
+                         "project_usage": str(self.posts_billed)}}
 
 
 @dataclass
@@ -80,9 +148,11 @@ class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: SandboxApi, token: str, limiter: RateLimiter, faults: Faults):
+    def __init__(self, address: tuple[str, int], api: SandboxApi, token: str, limiter: RateLimiter, faults: Faults,
+                 pacer: Pacer | None = None, billing: Billing | None = None):
         super().__init__(address, Handler)
         self.api, self.token, self.limiter, self.faults = api, token, limiter, faults
+        self.pacer, self.billing = pacer or Pacer({}), billing or Billing()
         self.requests_served = 0
         self.statuses: Counter[int] = Counter()
         self.faults_injected: Counter[str] = Counter()
@@ -109,9 +179,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(401, UNAUTHORIZED, {})
         if self.server.faults.usage_capped:
             return self._send(429, USAGE_CAPPED, {})
+        if url.path == USAGE_PATH:
+            return self._send(200, self.server.billing.usage_body(), self.server.limiter.take(url.path)[1])
+        if not self.server.pacer.admit(url.path):  # the per-second rule: the window keeps its requests
+            return self._send(429, TOO_MANY, self.server.limiter.take(url.path, spend=False)[1])
         allowed, headers = self.server.limiter.take(url.path)
         if not allowed:
             return self._send(429, TOO_MANY, headers)
+        if self.server.billing.capped():
+            return self._send(429, USAGE_CAPPED, headers)
         fault = self.server.faults.draw()
         if fault:
             self.server.faults_injected[fault] += 1
@@ -129,6 +205,10 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(self.server.faults.slow_seconds)
         status, body = self.server.api.handle(url.path, params)
+        if status == 200 and "/counts/" in url.path:
+            self.server.billing.counted()
+        elif status == 200 and "/tweets/search/" in url.path:  # posts read are billed; compliance jobs are not
+            self.server.billing.read([t["id"] for t in body.get("data", ())])
         return self._send(status, body, headers, truncate=fault == "truncate")
 
     def _send(self, status: int, body: dict, headers: dict[str, str], truncate: bool = False) -> None:
