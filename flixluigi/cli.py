@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "--samples", type=int, default=5, help="curated rows to show (default 5)")
     with_range("status", "one line per day: raw and curated ok, stale, missing or failed")
     with_range("verify", "one line per problem in a range; exit 1 if any")
+    with_range("estimate", "days, expected posts and cost of fetching a range (counts endpoint, no post read)")
     with_day("history", "every version of a day: when, from which raw fetch, key id, rows")
     with_day("restore", "make a version of one day current again (a new commit)").add_argument(
         "--version", type=int, required=True, help="table version, from `flixluigi history`")
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": lambda: [summary(args.date, args.samples)],
         "status": lambda: maintenance.status_lines(args.start, end),
         "verify": lambda: maintenance.verify(args.start, end),
+        "estimate": lambda: maintenance.estimate(args.start, end),
         "history": lambda: maintenance.history(args.date),
         "restore": lambda: [maintenance.restore(args.date, args.version)],
         "vacuum": lambda: maintenance.vacuum(args.apply),

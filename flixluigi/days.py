@@ -15,19 +15,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import IO, TYPE_CHECKING, TypeVar
 
 import orjson
 import pyarrow as pa
 
 from flixluigi import __version__, config
+from flixluigi.cost import budget_problem, cost
 from flixluigi.curate import SCHEMA, SCHEMA_VERSION, Curator, check_batch
 from flixluigi.layout import new_fetch_id
 from flixluigi.pseudonym import Pseudonymizer, load_key
 from flixluigi.state import Build, Snapshot, layout, raw_day
 from flixluigi.storage import Storage
-from flixluigi.xapi import Window, XApiError, XClient, day_window, reconcile, search_path
+from flixluigi.xapi import XApiError, XClient, day_window, reconcile, search_path
 
 if TYPE_CHECKING:  # deltalake is imported where a day is committed, not by every `luigi` invocation
     from flixluigi.lake import CuratedTable
@@ -43,6 +44,10 @@ class Reporter:
 
     progress: Callable[..., None] = lambda message, percent=None: None
     warn: Callable[[str], str] = lambda message: message
+
+
+class OverBudget(XApiError):
+    """The day would take the month past its post budget; waiting or a bigger budget mends it."""
 
 
 class NoRawDay(LookupError):
@@ -127,23 +132,80 @@ def open_raw(store: Storage, key: str) -> IO[bytes]:
     return gzip.GzipFile(fileobj=body, mode="rb")
 
 
+def counts_key(month: date) -> str:
+    return f"{layout().records}/counts/month={month:%Y-%m}.json"
+
+
+def month_days(month: date) -> list[date]:
+    """The days of the month the configured endpoint can fetch now (over, and inside its window)."""
+    first = month.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    days = [first + timedelta(days=n) for n in range((following - first).days)]
+    cfg = config.xapi()
+    servable = []
+    for day in days:
+        try:
+            day_window(day, cfg.endpoint)
+        except XApiError:
+            continue
+        servable.append(day)
+    return servable
+
+
+def fetch_counts(store: Storage, month: date, report: Reporter) -> dict:
+    """The counts endpoint's posts per day for the month's fetchable days, stored: one counts request
+    per month reconciles and budgets all its days (instead of one a day)."""
+    cfg, days = config.xapi(), month_days(month)
+    counts = make_client(on_status=report.progress).daily_counts(cfg.query, days[0], days[-1], endpoint=cfg.endpoint) \
+        if days else {}
+    stored = {"month": f"{month:%Y-%m}", "query": cfg.query, "endpoint": cfg.endpoint,
+              "days": {day.isoformat(): counts.get(day, 0) for day in days}, "fetched_at": datetime.now(UTC).isoformat()}
+    store.put_json(counts_key(month), stored)
+    return stored
+
+
+def expected_posts(store: Storage, day: date) -> int | None:
+    """What the counts endpoint expects for the day, from the month's stored counts (None if unknown)."""
+    key = counts_key(day)
+    if not store.exists(key):
+        return None
+    stored = store.get_json(key)
+    cfg = config.xapi()
+    if (stored.get("query"), stored.get("endpoint")) != (cfg.query, cfg.endpoint):
+        return None
+    return stored["days"].get(day.isoformat())
+
+
+def check_budget(client: XClient, day: date, expected: int | None) -> None:
+    """Refuse a day whose expected posts would take the month past [xapi] monthly_post_budget."""
+    budget = config.xapi().monthly_post_budget
+    if budget <= 0:
+        return
+    problem = budget_problem(expected or 0, client.usage(), budget)
+    if problem:
+        raise OverBudget(f"{day}: {problem}")
+
+
 def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     """Every API page of the day, verbatim plus request metadata, one per line, as a new fetch
     object; then the pointer that makes it current. Returns the pointer."""
     cfg, where = config.xapi(), layout()
-    window = day_window(day, cfg.endpoint)
+    day_window(day, cfg.endpoint)
     client = make_client(on_status=report.progress)
     fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
+    expected = expected_posts(store, day)
+    check_budget(client, day, expected)
     started = time.monotonic()
     fetch_id = new_fetch_id()
     codec = config.storage().raw_codec
     key = where.fetch_key(day, fetch_id, codec)
     with store.upload(key) as sink, compressed(sink, codec) as raw:
-        for page in client.search(cfg.query, window, endpoint=cfg.endpoint, max_results=cfg.max_results, fields=fields):
+        for page in client.search(cfg.query, day_window(day, cfg.endpoint), endpoint=cfg.endpoint,
+                                  max_results=cfg.max_results, fields=fields):
             raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
             report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
         # Inside the upload's `with`: a day refused here publishes nothing.
-        expected, warning = _reconcile(client, day, window, report)
+        warning = _reconcile(client, day, expected, report)
         warnings = [warning] if warning else []
         if client.stats.tweets == 0:
             warnings.append(_empty_day(day, report))
@@ -151,10 +213,13 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     if stats.rate_limit_wait_seconds > cfg.long_wait_warning:
         warnings.append(report.warn(f"{day}: waited {stats.rate_limit_wait_seconds:.0f}s for rate limits "
                                     f"({stats.rate_limit_waits} waits); other jobs may share the app's budget"))
+    count_requests = sum(n for path, n in stats.requests.items() if "/counts/" in path)
     pointer = {
         "date": day.isoformat(), "fetch": fetch_id, "object": key, "etag": sink.etag, "size": sink.size,
         "query": cfg.query, "endpoint": cfg.endpoint, "pages": stats.pages, "tweets": stats.tweets,
-        "expected_tweets": expected, "partial_errors": stats.partial_errors, "retries": stats.retries,
+        "expected_tweets": expected, "posts_read": stats.posts_read, "requests": dict(stats.requests),
+        "cost": round(cost(stats.posts_read, count_requests, cfg.price_per_post, cfg.price_per_count_request), 4),
+        "partial_errors": stats.partial_errors, "retries": stats.retries, "throttled": stats.throttled,
         "rate_limit_waits": stats.rate_limit_waits, "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
         "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
         "produced_at": datetime.now(UTC).isoformat(), "warnings": warnings,
@@ -177,18 +242,17 @@ def _empty_day(day: date, report: Reporter) -> str:
     return report.warn(f"{day}: no tweet for {cfg.query!r}; published an empty day ([xapi] empty_day = warn)")
 
 
-def _reconcile(client: XClient, day: date, window: Window, report: Reporter) -> tuple[int | None, str | None]:
+def _reconcile(client: XClient, day: date, expected: int | None, report: Reporter) -> str | None:
+    """Compare the fetch with the month's stored counts: a warning, or a refusal with reconcile = fail."""
     cfg = config.xapi()
     if cfg.reconcile == "off":
-        return None, None
-    try:
-        expected = client.count(cfg.query, window, endpoint=cfg.endpoint)
-    except XApiError as exc:
-        return None, report.warn(f"counts endpoint unavailable, day not reconciled: {exc}")
+        return None
+    if expected is None:
+        return report.warn(f"{day}: no stored counts of the month, day not reconciled")
     mismatch = reconcile(expected, client.stats.tweets, cfg.count_tolerance)
     if mismatch and cfg.reconcile == "fail":
         raise XApiError(f"{day}: {mismatch} (or set [xapi] reconcile = warn)")
-    return expected, report.warn(mismatch) if mismatch else None
+    return report.warn(mismatch) if mismatch else None
 
 
 def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pseudonymizer, report: Reporter,

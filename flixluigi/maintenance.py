@@ -72,6 +72,8 @@ def status_lines(start: date, end: date) -> list[str]:
         raw = f"ok {s.pointer['tweets']} tweets" if s.raw == "ok" and s.pointer else s.raw
         curated = f"{s.curated} {s.record['rows']} rows" if s.record else s.curated
         line = f"{s.day}  raw: {raw:<16}  curated: {curated:<16}"
+        if s.pointer and s.pointer.get("posts_read") is not None:
+            line += f"  read {s.pointer['posts_read']} posts ~${s.pointer.get('cost', 0):.2f}"
         if s.record:
             line += f"  built {s.record['produced_at'][:19]}Z in {s.record.get('duration_seconds', '?')}s"
         warnings = "; ".join((s.pointer or {}).get("warnings", ()))
@@ -106,6 +108,37 @@ def report_html(start: date, end: date) -> str:
     if not rows.num_columns:  # no table yet
         rows = SCHEMA.empty_table().select(list(report.COLUMNS))
     return report.render(start, end, rows, [day_health(s) for s in status(start, end)])
+
+
+def estimate(start: date, end: date) -> list[str]:
+    """Days, expected posts and estimated cost of fetching a range, from the counts endpoint (one
+    request per 31 days; no post is read), and what the month's budget has left."""
+    from flixluigi.cost import estimate as cost_estimate
+    from flixluigi.days import make_client
+
+    cfg = config.xapi()
+    days = [day for day in days_between(start, end) if _servable(day)]
+    if not days:
+        raise ValueError(f"[xapi] endpoint = {cfg.endpoint} can serve no day from {start} to {end}")
+    client = make_client()
+    daily = client.daily_counts(cfg.query, days[0], days[-1], endpoint=cfg.endpoint)
+    result = cost_estimate({day: daily.get(day, 0) for day in days}, cfg.price_per_post, cfg.price_per_count_request)
+    lines = [f"{start}..{end}: {result.line()}"]
+    if cfg.monthly_post_budget > 0:
+        used = client.usage()
+        lines.append(f"budget: {used} of {cfg.monthly_post_budget} posts read this month, "
+                     f"{max(0, cfg.monthly_post_budget - used)} left")
+    return lines
+
+
+def _servable(day: date) -> bool:
+    from flixluigi.xapi import XApiError, day_window
+
+    try:
+        day_window(day, config.xapi().endpoint)
+    except XApiError:
+        return False
+    return True
 
 
 def history(day: date) -> list[str]:

@@ -23,7 +23,20 @@ import luigi
 import luigi.configuration
 
 from flixluigi import config, runs
-from flixluigi.days import Reporter, curate_day, fetch_day, make_client, pseudonymizer, sharing, with_retries
+from flixluigi.cost import budget_problem
+from flixluigi.days import (
+    OverBudget,
+    Reporter,
+    counts_key,
+    curate_day,
+    fetch_counts,
+    fetch_day,
+    make_client,
+    month_days,
+    pseudonymizer,
+    sharing,
+    with_retries,
+)
 from flixluigi.notify import WARNING_EVENT, hint_for
 from flixluigi.state import Snapshot, current, layout
 from flixluigi.storage import Storage
@@ -137,6 +150,12 @@ def curated_table() -> CuratedTable:
     return CuratedTable.from_config()
 
 
+def counts_needed() -> bool:
+    """The month's counts are fetched when a fetch is reconciled or budgeted against them."""
+    cfg = config.xapi()
+    return cfg.reconcile != "off" or cfg.monthly_post_budget > 0
+
+
 def servable(day: date) -> str | None:
     """Why the configured endpoint cannot fetch the day, or None."""
     try:
@@ -233,6 +252,39 @@ class DayTask(luigi.Task):
         return line
 
 
+class MonthCounts(luigi.Task):
+    """The counts endpoint's posts per day of a month, stored: what every day of the month is
+    reconciled and budgeted against, for one counts request a month instead of one a day. Complete
+    when the stored counts cover every day of the month the endpoint can fetch now."""
+
+    month = luigi.MonthParameter(description="the month, YYYY-MM")
+    resources: ClassVar[dict[str, int]] = {"x_api": 1}
+    retry_count = 2
+    disable_window = 0
+
+    def requires(self) -> list[luigi.Task]:
+        return gates(api=True)
+
+    def complete(self) -> bool:
+        try:
+            store = Storage.from_config()
+            if not store.exists(counts_key(self.month)):
+                return False
+            stored, cfg = store.get_json(counts_key(self.month)), config.xapi()
+        except Exception as exc:
+            log.warning("%s: cannot tell whether it is complete: %s", self, first_line(exc))
+            return False
+        return ((stored.get("query"), stored.get("endpoint")) == (cfg.query, cfg.endpoint)
+                and {day.isoformat() for day in month_days(self.month)} <= set(stored["days"]))
+
+    def run(self) -> None:
+        report = Reporter(progress=lambda message, percent=None: self.set_status_message(message))
+        with_retries(lambda: fetch_counts(Storage.from_config(), self.month, report), f"MonthCounts {self.month:%Y-%m}", report)
+
+    def on_failure(self, exception: BaseException) -> str:
+        return report_failure(self, exception)
+
+
 class RawTweets(DayTask):
     """Every API page of the day, verbatim plus request metadata, as a new immutable fetch."""
 
@@ -247,7 +299,8 @@ class RawTweets(DayTask):
         return state.raw_complete(day)
 
     def requires(self) -> list[luigi.Task]:
-        return gates(api=True)
+        counts = [MonthCounts(self.date.replace(day=1))] if counts_needed() else []
+        return [*gates(api=True), *counts]
 
     def run(self) -> None:
         with_retries(lambda: fetch_day(self.storage, self.date, self.reporter()), f"RawTweets {self.date}", self.reporter())
@@ -298,6 +351,11 @@ class Backfill(RangeTask, luigi.WrapperTask):
     """Every missing day from start to end inclusive; days the endpoint cannot serve are skipped with one line."""
 
     def requires(self) -> list[CuratedTweets]:
+        return [CuratedTweets(day) for day in self.wanted]
+
+    @cached_property
+    def wanted(self) -> list[date]:
+        """The days to run; refuses, before any fetch, a range whose expected posts exceed the month's budget."""
         state = snapshot(False)
         wanted, skipped = [], []
         for day in self.days:
@@ -305,7 +363,16 @@ class Backfill(RangeTask, luigi.WrapperTask):
         if skipped:
             log.warning("Backfill: skipping %d day(s) from %s to %s: %s", len(skipped), min(skipped), max(skipped),
                         servable(skipped[0]))
-        return [CuratedTweets(day) for day in wanted]
+        to_fetch = [day for day in wanted if not state.raw_complete(day)]
+        if to_fetch and config.xapi().monthly_post_budget > 0:
+            cfg, client = config.xapi(), make_client()
+            expected = sum(client.daily_counts(cfg.query, min(to_fetch), max(to_fetch), endpoint=cfg.endpoint).values())
+            problem = budget_problem(expected, client.usage(), cfg.monthly_post_budget)
+            if problem:
+                error = OverBudget(f"Backfill {self.start}..{self.end}: {problem}")
+                report_failure(self, error)
+                raise error
+        return wanted
 
 
 class LastWeek(luigi.WrapperTask):
@@ -336,7 +403,8 @@ class Rebuild(DayTask):
             return False
 
     def requires(self) -> list[luigi.Task]:
-        return gates(api=self.refetch)
+        counts = [MonthCounts(self.date.replace(day=1))] if self.refetch and counts_needed() else []
+        return [*gates(api=self.refetch), *counts]
 
     @property
     def resources(self) -> dict[str, int]:

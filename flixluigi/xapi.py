@@ -240,14 +240,6 @@ class XClient:
                 return
             params = {**params, "next_token": token}
 
-    def count(self, query: str, window: Window, *, endpoint: str = "all") -> int:
-        """The API's own total for the window, to reconcile a fetch against."""
-        body = self._page(counts_path(endpoint), {"query": query, **window.params(), "granularity": "day"}).body
-        try:
-            return int(body["meta"]["total_tweet_count"])
-        except (KeyError, TypeError, ValueError):
-            raise MalformedResponse(f"counts answer without meta.total_tweet_count from {self.base_url}") from None
-
     def daily_counts(self, query: str, start_day: date, end_day: date, *, endpoint: str = "all") -> dict[date, int]:
         """Posts per UTC day from start_day to end_day (inclusive), as the counts endpoint expects them.
 

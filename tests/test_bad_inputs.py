@@ -58,7 +58,9 @@ def api_answer(status: int, body: object, call: str = "search") -> Callable[[], 
         try:
             client = XClient(f"http://127.0.0.1:{server.server_address[1]}", "token", max_tries=2, backoff_factor=0.01)
             window = day_window(date(2022, 9, 12), "all")
-            return client.count("#FlixBus", window) if call == "count" else next(client.search("#FlixBus", window))
+            if call == "count":
+                return client.daily_counts("#FlixBus", date(2022, 9, 12), date(2022, 9, 12))
+            return next(client.search("#FlixBus", window))
         finally:
             server.shutdown()
     return run
@@ -162,7 +164,8 @@ CASES: list[tuple[str, Callable[..., Callable[[], object]], str]] = [
     ("JSON array", lambda t, s: api_answer(200, [1, 2]), "answered with JSON that is not an object"),
     ("no meta", lambda t, s: api_answer(200, {"data": []}), "search page without meta/data"),
     ("data not a list", lambda t, s: api_answer(200, {"data": {}, "meta": {}}), "search page without meta/data"),
-    ("counts without total", lambda t, s: api_answer(200, {"data": []}, "count"), "counts answer without meta.total_tweet_count"),
+    ("counts without buckets", lambda t, s: api_answer(200, {"data": [{"end": "x"}]}, "count"),
+     "counts answer without data[].start/tweet_count"),
     ("not JSON", lambda t, s: api_answer(200, b"<html>gateway</html>"), "incomplete JSON body from /2/tweets/search/all (HTTP 200)"),
     ("400", lambda t, s: api_answer(400, {"title": "Invalid Request", "errors": [{"message": "bad query"}]}),
      "X API refused the request (HTTP 400: Invalid Request - bad query)"),

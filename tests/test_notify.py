@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 
 import luigi
 import pytest
@@ -58,7 +58,8 @@ def test_empty_day_fails_by_default_and_warns_when_asked(pipeline, slack, failur
 def test_counts_mismatch_is_a_warning(pipeline, slack, monkeypatch):
     from flixluigi.xapi import XClient
 
-    monkeypatch.setattr(XClient, "count", lambda self, *a, **k: 10_000)
+    monkeypatch.setattr(XClient, "daily_counts", lambda self, query, first, last, **k: {
+        first + timedelta(days=n): 10_000 for n in range((last - first).days + 1)})
     assert build(RawTweets(DAY)).scheduling_succeeded
     [warning] = [e for e in slack.bodies("/hook") if e["event"] == "warning"]
     assert "counts endpoint expects 10000" in warning["error"]

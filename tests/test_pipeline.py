@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -130,12 +130,13 @@ def test_failed_day_leaves_a_marker_until_it_succeeds(pipeline):
         patch.setattr("flixluigi.days.check_batch", _raise_quality_error)
         assert not build(CuratedTweets(DAY)).scheduling_succeeded
     failed = failure_key(pipeline.run, "CuratedTweets", DAY)
-    assert keys(endpoint, f"{pipeline.run}/records/") == [failed]
+    assert keys(endpoint, f"{pipeline.run}/records/failed/") == [failed]
+    assert keys(endpoint, f"{pipeline.run}/records/curated/") == []
     assert keys(endpoint, f"{pipeline.run}/curated/") == [], "a refused day commits nothing"
     marker = json.loads(body(endpoint, failed))
     assert marker["error"] == "injected quality failure" and marker["task"] == f"CuratedTweets(date={DAY})"
     assert build(CuratedTweets(DAY)).scheduling_succeeded
-    assert failed not in keys(endpoint, f"{pipeline.run}/records/")
+    assert keys(endpoint, f"{pipeline.run}/records/failed/") == []
     assert curated(endpoint, pipeline.run, DAY).num_rows == len(generate_day(DAY, 300, 0).tweets)
 
 
@@ -195,9 +196,10 @@ def test_pointer_reconciles_with_counts_and_fail_policy_publishes_nothing(pipeli
     assert pointer["warnings"] == [] and pointer["pages"] == -(-pointer["tweets"] // 100) and pointer["partial_errors"] == 0
     assert pointer["object"] == current_fetch(endpoint, pipeline.run, DAY)
 
-    monkeypatch.setattr(XClient, "count", lambda self, *a, **k: 5)
+    monkeypatch.setattr(XClient, "daily_counts", lambda self, query, first, last, **k: {
+        first + timedelta(days=n): 5 for n in range((last - first).days + 1)})
     pipeline.set("xapi", "reconcile", "fail")
-    other = date(2022, 9, 14)
+    other = date(2022, 10, 14)  # another month: its counts are fetched (through the patched client) for this day
     assert not build(RawTweets(other)).scheduling_succeeded
     assert "counts endpoint expects 5" in str(failures[-1][1])
     assert fetches(endpoint, pipeline.run, other) == [] and pointers(endpoint, pipeline.run, other) == []

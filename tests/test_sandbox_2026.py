@@ -169,7 +169,7 @@ def test_no_retweets_from_2026_05_04_and_empty_pages_keep_paging(serve):
     retweet = {"type": "retweeted"}
     assert any(retweet.items() <= r.items() for t in before for r in t.get("referenced_tweets", ()))
     assert not any(r["type"] == "retweeted" for t in since for r in t.get("referenced_tweets", ()))
-    assert c.count("#FlixBus", day_window(date(2026, 5, 4), "all")) == len(since)
+    assert c.daily_counts("#FlixBus", date(2026, 5, 4), date(2026, 5, 4)) == {date(2026, 5, 4): len(since)}
     only_retweets = client(server)
     empty = pages(only_retweets, date(2026, 5, 4), query="#FlixBus is:retweet", max_results=10)
     assert len(empty) > 1 and all("data" not in p for p in empty)
@@ -240,7 +240,7 @@ def test_daily_counts_use_one_request_per_31_days(serve):
     daily = c.daily_counts("#FlixBus", date(2022, 8, 1), date(2022, 9, 9))
     assert list(daily) == [date(2022, 8, d) for d in range(1, 32)] + [date(2022, 9, d) for d in range(1, 10)]
     assert server.billing.count_requests == c.stats.requests[counts_path("all")] == 2
-    assert daily[date(2022, 9, 9)] == c.count("#FlixBus", day_window(date(2022, 9, 9), "all")) > 0
+    assert daily[date(2022, 9, 9)] == c.daily_counts("#FlixBus", date(2022, 9, 9), date(2022, 9, 9))[date(2022, 9, 9)] > 0
     with pytest.raises(InvalidRequest, match="end day 2022-08-01 is before start day 2022-09-01; swap them"):
         c.daily_counts("#FlixBus", date(2022, 9, 1), date(2022, 8, 1))
 

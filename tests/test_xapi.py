@@ -143,7 +143,7 @@ def test_counts_agree_with_search(serve):
     server = serve(volume=300)
     c = client(server)
     ids = fetch_ids(c, 100)
-    assert c.count("#FlixBus", WINDOW) == len(ids)
+    assert c.daily_counts("#FlixBus", DAY, DAY) == {DAY: len(ids)}
     hourly = requests.get(f"{api_url(server)}/2/tweets/counts/all", headers={"Authorization": f"Bearer {TOKEN}"},
                           params={"query": "#FlixBus", **WINDOW.params()}, timeout=10).json()
     assert len(hourly["data"]) == 24 and sum(b["tweet_count"] for b in hourly["data"]) == len(ids)
