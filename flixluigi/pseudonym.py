@@ -48,7 +48,7 @@ def key_id(key: bytes) -> str:
 
 
 class Pseudonymizer:
-    """Maps user ids to pseudonyms, caching them: a day repeats the same users many times."""
+    """Maps user ids (and, for sharing, tweet ids) to pseudonyms, caching users': a day repeats them."""
 
     def __init__(self, key: bytes):
         self.key_id = key_id(key)
@@ -65,6 +65,15 @@ class Pseudonymizer:
             mac.update(b"user:" + user_id.encode())
             found = self._cache[user_id] = self._prefix + mac.hexdigest()[:DIGEST_HEX]
         return found
+
+    def tweet(self, tweet_id: str | None) -> str | None:
+        """A tweet id's pseudonym: the same key in a domain of its own, so it never equals a user's.
+        Not cached: a tweet id comes back rarely, and a day holds a million of them."""
+        if tweet_id is None:
+            return None
+        mac = self._mac.copy()
+        mac.update(b"tweet:" + tweet_id.encode())
+        return self._prefix + mac.hexdigest()[:DIGEST_HEX]
 
 
 def is_pseudonym(value: str) -> bool:
