@@ -238,16 +238,15 @@ class Curator:
     def _note_users(self, tweets: pa.StructArray, users: pa.StructArray) -> None:
         """Every raw user id, username and display name of the day, for the scrubber and the gate."""
         known = self.stats.identities
-        fresh = pa.array([uid not in known.ids for uid in pc.struct_field(users, "id").to_pylist()], pa.bool_())
+        unread = pa.array([not known.ids.get(uid, False) for uid in pc.struct_field(users, "id").to_pylist()], pa.bool_())
+        new_users = users.filter(unread)  # each user object read once a day
+        known.add_users(*(pc.struct_field(new_users, name).to_pylist() for name in ("id", "username", "name")))
         for source in (pc.struct_field(pc.struct_field(tweets, "entities"), "mentions"),
                        pc.struct_field(pc.struct_field(pc.struct_field(tweets, "note_tweet"), "entities"), "mentions")):
             mentions = source.flatten()
             known.add_names(*(pc.struct_field(mentions, name).to_pylist() for name in ("username", "id")))
             known.add_ids(pc.unique(pc.struct_field(mentions, "id")).to_pylist())
-        new_users = users.filter(fresh)
-        known.add_names(*(pc.struct_field(new_users, name).to_pylist() for name in ("username", "id")))
-        known.add_display_names(pc.unique(pc.struct_field(new_users, "name")).to_pylist())
-        for ids in (pc.struct_field(users, "id"), pc.struct_field(tweets, "author_id"), pc.struct_field(tweets, "in_reply_to_user_id")):
+        for ids in (pc.struct_field(tweets, "author_id"), pc.struct_field(tweets, "in_reply_to_user_id")):
             known.add_ids(pc.unique(ids).to_pylist())
 
     def _inside_day(self, tweets: pa.StructArray, data: pa.ListArray, first_page: int) -> pa.Array:

@@ -134,12 +134,20 @@ class Identities:
 
     def __init__(self, allow: Iterable[str] = ()) -> None:
         self.allow = frozenset(a.lower() for a in allow)
-        self.ids: set[str] = set()
+        self.ids: dict[str, bool] = {}  # raw user id -> its user object (username, display name) was read
         self.names: dict[str, str | None] = {}  # lower-case username -> user id (None: seen in errors[] only)
         self.phrases: dict[str, set[tuple[str, ...]]] = {}  # longest word -> display names, as their words
 
     def add_ids(self, ids: Iterable[str | None]) -> None:
-        self.ids.update(i for i in ids if i)
+        for uid in ids:
+            if uid:
+                self.ids.setdefault(uid, False)
+
+    def add_users(self, ids: list[str | None], names: list[str | None], display_names: list[str | None]) -> None:
+        """User objects (of `includes.users`): their ids, usernames and display names."""
+        self.add_names(names, ids)
+        self.add_display_names(display_names)
+        self.ids.update((uid, True) for uid in ids if uid)
 
     def add_names(self, names: Iterable[str | None], ids: Iterable[str | None]) -> None:
         """Usernames with the user id each belongs to (None when unknown); a known id is never forgotten."""
@@ -321,7 +329,7 @@ class Matcher:
 
     def _ids(self, text: str, forms: list[str]) -> str:
         """Digit runs equal to a raw user id of the day; the scrubber's own pseudonyms stepped over."""
-        if self.identities.ids.isdisjoint(_DIGITS.findall(text)):  # the common case, without a callback a run
+        if self.identities.ids.keys().isdisjoint(_DIGITS.findall(text)):  # the common case, without a callback a run
             return text
 
         def replace(match: re.Match[str]) -> str:
