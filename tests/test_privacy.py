@@ -13,8 +13,9 @@ import luigi
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from luigi.task_register import Register
 
-from flixluigi import CuratedTweets, curate, sandbox
+from flixluigi import CuratedTweets, config, curate, sandbox
 from flixluigi.curate import KEEP_ALL, SCHEMA, Curator, QualityError, check_batch
 from flixluigi.privacy import _COMPAT, _IGNORABLE, RULE_VERSION, SharingOptions, normalize_text, query_terms, words
 from flixluigi.pseudonym import Pseudonymizer, is_pseudonym
@@ -246,3 +247,20 @@ def test_normalisation_tables_cover_every_compatibility_form_of_ascii():
                and not any(c in r for r in covered) and c != 0x2026]  # the ellipsis: three dots are no identifier
     assert not missing
     assert normalize_text("\uff20Bob\u200bHidden") == "@BobHidden"
+
+
+def test_sharing_section_is_read_and_checked():
+    cfg = luigi.configuration.get_config()
+    cfg.add_section("sharing")
+    try:
+        cfg.set("sharing", "tweet_ids", "pseudonymise")
+        Register.clear_instance_cache()
+        section = config.sharing()
+        assert SharingOptions(section.tweet_ids, section.text, section.author_location).fingerprint == "p1-pkk"
+        cfg.set("sharing", "text", "hide")
+        Register.clear_instance_cache()
+        with pytest.raises(config.SettingsError, match=r"luigi.cfg \[sharing\] is invalid"):
+            config.check_settings()
+    finally:
+        cfg.remove_section("sharing")
+        Register.clear_instance_cache()
