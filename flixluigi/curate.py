@@ -3,10 +3,10 @@
 Pages stream in and are flattened a chunk of a few thousand tweets at a time: Arrow converts
 the parsed tweets and users to typed columns in C++ and does the per-row work (field picks,
 joins of authors, lists, day bounds) in vectorised kernels; Python only touches what needs it
-(distinct user ids to pseudonymise, texts that contain an @). Memory stays bounded however
-large the day. User identities in free text are scrubbed and gated by the rule of
-`flixluigi.privacy` (docs/privacy.md). Nothing here touches S3 or Luigi: the task hands in lines and a sink. The
-output is deterministic: the same raw day and key give the same rows in the same order.
+(distinct user ids to pseudonymise, values that may hold a user identity). Memory stays bounded
+however large the day. Identities in free text are scrubbed and gated by the one rule of
+`flixluigi.privacy` (docs/privacy.md). Nothing here touches S3 or Luigi: the task hands in lines
+and a sink. The output is deterministic: the same raw day and key give the same rows in the same order.
 """
 
 from __future__ import annotations
@@ -66,15 +66,15 @@ SCHEMA = pa.schema([
     ("schema_version", pa.int32()),
 ], metadata={"flixluigi.schema_version": str(SCHEMA_VERSION)})
 PSEUDONYM_COLUMNS = ("author_id", "in_reply_to_user_id", "mentioned_user_ids")
+# The gate checks these for raw user ids (or for pseudonyms when shared so), every other string column with the rule.
 TWEET_ID_COLUMNS = ("tweet_id", "conversation_id", "referenced_tweet_ids")
-# Scrubbed by the privacy rule; the gate checks these and every other string column but the two above.
-SCRUBBED_COLUMNS = ("text", "author_location", "source", "hashtags", "url_domains")
 
 _S, _I = pa.string(), pa.int64()
 # What the flattening reads of the raw objects; everything else in them is ignored.
 RAW_TWEET = pa.struct([
     ("id", _S), ("created_at", _S), ("text", _S), ("lang", _S), ("source", _S), ("conversation_id", _S),
-    ("note_tweet", pa.struct([("text", _S), ("entities", pa.struct([("mentions", pa.list_(pa.struct([("username", _S), ("id", _S)])))]))])),
+    ("note_tweet", pa.struct([("text", _S), ("entities", pa.struct([
+        ("mentions", pa.list_(pa.struct([("username", _S), ("id", _S)])))]))])),  # a long post's full text
     ("author_id", _S), ("in_reply_to_user_id", _S), ("possibly_sensitive", pa.bool_()),
     ("referenced_tweets", pa.list_(pa.struct([("type", _S), ("id", _S)]))),
     ("public_metrics", pa.struct([("retweet_count", _I), ("reply_count", _I), ("like_count", _I), ("quote_count", _I),
@@ -238,15 +238,17 @@ class Curator:
     def _note_users(self, tweets: pa.StructArray, users: pa.StructArray) -> None:
         """Every raw user id, username and display name of the day, for the scrubber and the gate."""
         known = self.stats.identities
-        unread = pa.array([not known.ids.get(uid, False) for uid in pc.struct_field(users, "id").to_pylist()], pa.bool_())
-        new_users = users.filter(unread)  # each user object read once a day
-        known.add_users(*(pc.struct_field(new_users, name).to_pylist() for name in ("id", "username", "name")))
-        for source in (pc.struct_field(pc.struct_field(tweets, "entities"), "mentions"),
-                       pc.struct_field(pc.struct_field(pc.struct_field(tweets, "note_tweet"), "entities"), "mentions")):
-            mentions = source.flatten()
-            known.add_names(*(pc.struct_field(mentions, name).to_pylist() for name in ("username", "id")))
-            known.add_ids(pc.unique(pc.struct_field(mentions, "id")).to_pylist())
-        for ids in (pc.struct_field(tweets, "author_id"), pc.struct_field(tweets, "in_reply_to_user_id")):
+        user_ids = pc.struct_field(users, "id")
+        unread = [uid for uid in pc.unique(user_ids).to_pylist() if not known.ids.get(uid, False)]
+        if unread:  # each user object is read once a day
+            new_users = users.filter(pc.is_in(user_ids, value_set=pa.array(unread, _S)))
+            known.add_users(*(pc.struct_field(new_users, name).to_pylist() for name in ("id", "username", "name")))
+        entities = pc.struct_field(tweets, "entities"), pc.struct_field(pc.struct_field(tweets, "note_tweet"), "entities")
+        mentions = pa.concat_arrays([pc.struct_field(e, "mentions").flatten() for e in entities])
+        pairs = pa.table({"username": pc.struct_field(mentions, "username"), "id": pc.struct_field(mentions, "id")})
+        pairs = pairs.group_by(["username", "id"], use_threads=False).aggregate([])
+        known.add_names(pairs["username"].to_pylist(), pairs["id"].to_pylist())
+        for ids in (pairs["id"], pc.struct_field(tweets, "author_id"), pc.struct_field(tweets, "in_reply_to_user_id")):
             known.add_ids(pc.unique(ids).to_pylist())
 
     def _inside_day(self, tweets: pa.StructArray, data: pa.ListArray, first_page: int) -> pa.Array:

@@ -5,10 +5,10 @@ handle in full-width letters or with a zero-width space inside reads as the plai
 case-insensitively, in this order, left to right:
 
 - an e-mail address, whoever it belongs to, becomes `[email]`;
-- a profile link on twitter.com, x.com or their www./mobile./m. hosts (`x.com/<name>`,
-  `twitter.com/i/user/<id>`, `screen_name=`/`user_id=` parameters) keeps its host, the user becomes `[user]`;
 - `@` followed by letters, digits or `_` (after any character, `RT@name` included, however long the
   run) becomes `@<pseudonym>` when the day knows the user, else `@[user]`;
+- a profile link on twitter.com, x.com or their www./mobile./m. hosts (`x.com/<name>`,
+  `twitter.com/i/user/<id>`, `screen_name=`/`user_id=` parameters) keeps its host, the user becomes `[user]`;
 - a display name of a user of the day, of two words or more, becomes `[name]` (best effort);
 - a username of the day standing as a whole word (`#name`, `name's`, `home of name`) becomes `[user]`;
 - a run of 6 or more digits equal to a user id of the day becomes `[user]`.
