@@ -158,7 +158,7 @@ class Identities:
                     self.names[key] = uid
 
     def add_display_names(self, names: Iterable[str | None]) -> None:
-        """Display names of two words or more that share no word with the allowlist and have a Latin
+        """Display names of two words or more that share no word with the allowlist and have an ASCII
         word of MIN_NAME_KEY characters or more, through which they are found (the best effort)."""
         normalised = normalize(pa.array(list(names), pa.string())).to_pylist()
         for name in normalised:
