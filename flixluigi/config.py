@@ -96,6 +96,18 @@ class pseudonym(luigi.Config):  # noqa: N801
     key_file = luigi.Parameter(default="", description="file that holds the HMAC key; used when the variable is unset")
 
 
+class sharing(luigi.Config):  # noqa: N801
+    """What a curated day shares besides its pseudonymised users (docs/privacy.md); recorded with each day."""
+
+    tweet_ids = luigi.ChoiceParameter(choices=["keep", "pseudonymise"], default="keep",
+                                      description="tweet, conversation and referenced tweet ids as the API gives them, "
+                                                  "or pseudonymised with the users' HMAC key in a domain of their own")
+    text = luigi.ChoiceParameter(choices=["keep", "drop"], default="keep",
+                                 description="the scrubbed tweet text, or none (the column is null)")
+    author_location = luigi.ChoiceParameter(choices=["keep", "drop"], default="keep",
+                                            description="the scrubbed profile location, or none (the column is null)")
+
+
 class notify(luigi.Config):  # noqa: N801
     slack_webhook_env = luigi.Parameter(default="FLIXLUIGI_SLACK_WEBHOOK",
                                         description="environment variable with a Slack incoming-webhook URL; unset: no Slack")
@@ -110,7 +122,7 @@ class SettingsError(ValueError):
     """A luigi.cfg value that cannot work; the message names the section, key and fix."""
 
 
-SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance)
+SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance, sharing)
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -124,7 +136,7 @@ def _load(section: type[luigi.Config]) -> luigi.Config:
 
 def check_settings() -> None:
     """Every section parses and every value can work, before any work starts."""
-    s, d, x, _, n, c = (_load(section) for section in SECTIONS)
+    s, d, x, _, n, c, _ = (_load(section) for section in SECTIONS)
     limits = search_limits(x.endpoint, x.tweet_fields)
     annotated = " with context_annotations in tweet_fields" if limits != search_limits(x.endpoint) else ""
     problems = [

@@ -25,6 +25,7 @@ from flixluigi import __version__, config
 from flixluigi.cost import budget_problem, cost
 from flixluigi.curate import SCHEMA, SCHEMA_VERSION, Curator, check_batch
 from flixluigi.layout import new_fetch_id
+from flixluigi.privacy import SharingOptions
 from flixluigi.pseudonym import Pseudonymizer, load_key
 from flixluigi.state import Build, Snapshot, layout, raw_day
 from flixluigi.storage import Storage
@@ -35,7 +36,6 @@ if TYPE_CHECKING:  # deltalake is imported where a day is committed, not by ever
 
 log = logging.getLogger("luigi-interface")
 T = TypeVar("T")
-SHARING_DEFAULT = "keep"
 
 
 @dataclass
@@ -67,9 +67,14 @@ def pseudonymizer() -> Pseudonymizer:
     return Pseudonymizer(load_key(cfg.key_env, cfg.key_file))
 
 
+def sharing_options() -> SharingOptions:
+    cfg = config.sharing()
+    return SharingOptions(cfg.tweet_ids, cfg.text, cfg.author_location)
+
+
 def sharing() -> str:
-    """The fingerprint of the sharing options a curated day is built with."""
-    return SHARING_DEFAULT
+    """The fingerprint of the sharing options a curated day is built with (part of its build)."""
+    return sharing_options().fingerprint
 
 
 def transient(exc: BaseException) -> bool:
@@ -273,7 +278,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     curators: list[Curator] = []
 
     def gated() -> Iterator[pa.RecordBatch]:
-        curator = Curator(day, pseudonymize, build_id=build.id)
+        curator = Curator(day, pseudonymize, build_id=build.id, sharing=sharing_options(), query=config.xapi().query)
         curators.append(curator)
         with open_raw(store, stored.fetches[fetch_id]["Key"]) as raw:
             for batch in curator.batches(raw):

@@ -48,7 +48,7 @@ def key_id(key: bytes) -> str:
 
 
 class Pseudonymizer:
-    """Maps user ids to pseudonyms, caching them: a day repeats the same users many times.
+    """Maps user ids (and, for sharing, tweet ids) to pseudonyms, caching users': a day repeats them.
 
     `domain` separates uses of the one key: the same id hashed for another purpose (the
     compliance ledger) gives an unrelated value.
@@ -70,6 +70,15 @@ class Pseudonymizer:
             mac.update(self._domain + user_id.encode())
             found = self._cache[user_id] = self._prefix + mac.hexdigest()[:DIGEST_HEX]
         return found
+
+    def tweet(self, tweet_id: str | None) -> str | None:
+        """A tweet id's pseudonym: the same key in a domain of its own, so it never equals a user's.
+        Not cached: a tweet id comes back rarely, and a day holds a million of them."""
+        if tweet_id is None:
+            return None
+        mac = self._mac.copy()
+        mac.update(b"tweet:" + tweet_id.encode())
+        return self._prefix + mac.hexdigest()[:DIGEST_HEX]
 
 
 def is_pseudonym(value: str) -> bool:

@@ -68,11 +68,11 @@ def test_retweet_handle_becomes_the_mentioned_users_pseudonym():
     assert row["author_followers_count"] == 0 and row["hashtags"] == ["poiuytrewq"]
 
 
-def test_unknown_handles_get_a_placeholder_and_emails_are_left_alone():
+def test_unknown_handles_get_a_placeholder_and_emails_are_removed():
     tweet = {"id": "1", "created_at": "2022-09-12T10:00:00.000Z", "author_id": "99",
              "text": "@nobody_known hi, mail me at a@b.example"}
     table, _ = curate([{"data": [tweet], "meta": {}}], date(2022, 9, 12))
-    assert table.column("text").to_pylist() == ["@[user] hi, mail me at a@b.example"]
+    assert table.column("text").to_pylist() == ["@[user] hi, mail me at [email]"]
 
 
 def test_duplicates_across_pages_keep_one_row_and_order_is_deterministic():
