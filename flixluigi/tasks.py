@@ -1,17 +1,16 @@
 """Thin Luigi tasks: parameters, dependencies, progress, failure records; `days` does the work.
 
-Start-up checks (`Preflight`, `ApiAvailable`) are gates with `retry_count = 1` whose identity
-includes the run id and a fingerprint of the settings, so a failed check stops this run at once
-and never carries over to the next (luigid would keep a disabled task disabled for a day). Day
-tasks are never disabled by the scheduler: transient faults are retried inside the task
-(`[days] tries`), permanent ones fail at once, and the next run tries the day again. Completeness
+Start-up checks (`Preflight`, `ApiAvailable`) are gates that every run passes for itself. No task
+is ever disabled by the scheduler (luigid would keep it disabled for a day): a failed check or day
+stops this run's dependants at once (`[worker] keep_alive = false`: nothing waits for a scheduler
+retry), transient faults are retried inside the task (`[days] tries`), permanent ones fail at once,
+and the next run tries again. Completeness
 is read from S3 and the Delta table, never from process memory; `bulk_complete` answers for any
 number of days from one snapshot.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterable
@@ -77,32 +76,32 @@ class DayParameter(luigi.DateParameter):
             raise ValueError(f"{s!r} is not a date: use YYYY-MM-DD, e.g. 2022-09-12") from None
 
 
-def settings_fingerprint() -> str:
-    """What the start-up checks depend on: the settings and the secrets (hashed, never shown)."""
-    cfg = luigi.configuration.get_config()
-    sections = [(s, sorted(cfg.items(s))) for s in ("s3", "storage", "days", "xapi", "pseudonym", "notify") if cfg.has_section(s)]
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "X_BEARER_TOKEN", "FLIXLUIGI_HMAC_KEY",
-             cfg.get("xapi", "token_env", fallback=""), cfg.get("pseudonym", "key_env", fallback=""))
-    text = repr(sections) + repr([os.environ.get(n) for n in names])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+class NeverDisabled:
+    """Retry policy of tasks the scheduler must never disable: no failures are counted within a 0 s
+    window. A failed task waits for the next run, which tries it again, instead of staying disabled
+    in luigid for `disable_persist` (a day)."""
+
+    retry_count = 2
+    disable_window = 0
 
 
-class Gate(luigi.Task):
-    """A check this run must pass before any work: fails once, stops the run, never outlives it."""
+class Gate(NeverDisabled, luigi.Task):
+    """A check every run must pass before any work; its result belongs to the run.
 
-    run_id = luigi.Parameter(description="the luigi invocation this check belongs to (flixluigi.runs.RUN_ID)")
-    settings = luigi.Parameter(description="fingerprint of the settings and secrets the check saw")
-    retry_count = 1
+    The task is the same in every run (so under luigid every day depends on the same check, whoever
+    added it last), but it is complete only once this run has passed it: a marker in the run's own
+    directory, which every worker process of the run sees.
+    """
 
     def check(self) -> None:
         raise NotImplementedError
 
     def complete(self) -> bool:
-        return runs.passed(self.task_id)
+        return runs.passed(self.task_family)
 
     def run(self) -> None:
         with_retries(self.check, self.task_family, Reporter(progress=lambda message, percent=None: self.set_status_message(message)))
-        runs.mark_passed(self.task_id)
+        runs.mark_passed(self.task_family)
 
     def on_failure(self, exception: BaseException) -> str:
         return report_failure(self, exception)
@@ -130,7 +129,7 @@ class ApiAvailable(Gate):
     resources: ClassVar[dict[str, int]] = {"x_api": 1}
 
     def requires(self) -> Preflight:
-        return Preflight(self.run_id, self.settings)
+        return Preflight()
 
     def check(self) -> None:
         cfg = config.xapi()
@@ -139,7 +138,7 @@ class ApiAvailable(Gate):
 
 def gates(api: bool = False) -> list[luigi.Task]:
     gate = ApiAvailable if api else Preflight
-    return [gate(runs.RUN_ID, settings_fingerprint())]
+    return [gate()]
 
 
 def curated_table() -> CuratedTable:
@@ -169,14 +168,10 @@ def snapshot(curated: bool) -> Snapshot:
     return Snapshot.read(Storage.from_config(), layout(), curated=curated)
 
 
-class DayTask(luigi.Task):
+class DayTask(NeverDisabled, luigi.Task):
     """A task of one UTC day whose completeness is read from S3 and the Delta table."""
 
     date = DayParameter(description="UTC day, YYYY-MM-DD")
-    # Never disabled by the scheduler (no failure counts within a 0 s window): a failed day waits
-    # for the next run, which retries it, instead of staying disabled in luigid for a day.
-    retry_count = 2
-    disable_window = 0
 
     @cached_property
     def storage(self) -> Storage:
@@ -252,15 +247,13 @@ class DayTask(luigi.Task):
         return line
 
 
-class MonthCounts(luigi.Task):
+class MonthCounts(NeverDisabled, luigi.Task):
     """The counts endpoint's posts per day of a month, stored: what every day of the month is
     reconciled and budgeted against, for one counts request a month instead of one a day. Complete
     when the stored counts cover every day of the month the endpoint can fetch now."""
 
     month = luigi.MonthParameter(description="the month, YYYY-MM")
     resources: ClassVar[dict[str, int]] = {"x_api": 1}
-    retry_count = 2
-    disable_window = 0
 
     def requires(self) -> list[luigi.Task]:
         return gates(api=True)
@@ -329,7 +322,7 @@ def day_range(start: date, end: date | None) -> list[date]:
     return [start + timedelta(days=n) for n in range((last - start).days + 1)]
 
 
-class RangeTask(luigi.Task):
+class RangeTask(NeverDisabled, luigi.Task):
     """Parameters and validation of an inclusive range of days."""
 
     start = DayParameter(description="first UTC day, YYYY-MM-DD")

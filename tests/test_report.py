@@ -20,8 +20,8 @@ from flixluigi.browser import Browser, BrowserError, main
 from flixluigi.curate import SCHEMA, Curator
 from flixluigi.pseudonym import PSEUDONYM_RE, Pseudonymizer
 from flixluigi.report import DayHealth, render
-from flixluigi.xapi import XClient, day_window
-from tests.conftest import HMAC_KEY, TOKEN, api_url
+from flixluigi.xapi import XClient, day_window, search_path
+from tests.conftest import HMAC_KEY, TIME_SCALE, TOKEN, api_url
 
 START, END = date(2022, 9, 6), date(2022, 9, 12)
 DAYS = [START + timedelta(days=i) for i in range(7)]
@@ -62,9 +62,9 @@ class RangeData:
         fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
         tables, self.days, self.raw_ids = [], [], set()
         for day in DAYS:
-            client = XClient(base_url, TOKEN)
+            client = XClient(base_url, TOKEN, min_interval={search_path("all"): TIME_SCALE})
             window = day_window(day, "all")
-            expected = client.count(cfg.query, window)
+            expected = client.daily_counts(cfg.query, day, day)[day]
             if day in (FAILED, MISSING):
                 self.days.append(DayHealth(
                     day, "failed" if day == FAILED else "missing", expected=expected,
