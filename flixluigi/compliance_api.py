@@ -27,7 +27,17 @@ import orjson
 import requests
 
 from flixluigi.compliance import ComplianceDataError, Record
-from flixluigi.xapi import RETRYABLE_STATUS, ApiUnreachable, InvalidRequest, MalformedResponse, TransientFault, Unauthorized, XApiError, _problem
+from flixluigi.xapi import (
+    RETRYABLE_STATUS,
+    ApiUnreachable,
+    InvalidRequest,
+    MalformedResponse,
+    TransientFault,
+    Unauthorized,
+    XApiError,
+    _problem,
+    request_failure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -241,15 +251,9 @@ class ComplianceClient:
         """One HTTP request, classified: the answer (2xx, or 429 from the API) or a ComplianceError."""
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.exceptions.ConnectionError as exc:
-            if "Connection refused" in str(exc):
-                raise ComplianceUnreachable(f"{what}: {_origin(url)} refuses connections; start the sandbox "
-                                            "(scripts/sandbox.sh) or fix [xapi] base_url") from None
-            raise ComplianceFault(f"{what}: connection to {_origin(url)} failed ({type(exc).__name__})") from None
-        except requests.exceptions.Timeout:
-            raise ComplianceFault(f"{what}: no answer from {_origin(url)} within {self.timeout:.0f}s") from None
         except requests.exceptions.RequestException as exc:
-            raise ComplianceFault(f"{what}: request to {_origin(url)} failed ({type(exc).__name__})") from None
+            raise request_failure(exc, f"{what}: {_origin(url)}", self.timeout, first=True,
+                                  unreachable=ComplianceUnreachable, fault=ComplianceFault) from None
         status = response.status_code
         api = url.startswith(self.base_url + "/2/")
         if 200 <= status < 300 or (api and status == 429):

@@ -110,6 +110,17 @@ def search_limits(endpoint: str, tweet_fields: str = "") -> tuple[int, int]:
     return 10, ANNOTATED_MAX_RESULTS
 
 
+def request_failure(exc: requests.exceptions.RequestException, where: str, timeout: float, *, first: bool,
+                    unreachable: type[XApiError] = ApiUnreachable, fault: type[XApiError] = TransientFault) -> XApiError:
+    """A request that got no HTTP answer, in one line: refused on the first try means nothing listens
+    there (permanent), anything else is worth another try."""
+    if isinstance(exc, requests.exceptions.ConnectionError) and first and "Connection refused" in str(exc):
+        return unreachable(f"{where} refuses connections; start the sandbox (scripts/sandbox.sh) or fix [xapi] base_url")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return fault(f"no answer from {where} within {timeout:.0f}s")
+    return fault(f"request to {where} failed ({type(exc).__name__})")
+
+
 @dataclass(frozen=True)
 class Window:
     start: datetime
@@ -338,15 +349,8 @@ class XClient:
             attempts[0] += 1
             try:
                 response = self._send(path, params)
-            except requests.exceptions.ConnectionError as exc:
-                if attempts[0] == 1 and "Connection refused" in str(exc):
-                    raise ApiUnreachable(f"X API at {self.base_url} refuses connections; start the sandbox "
-                                         "(scripts/sandbox.sh) or fix [xapi] base_url") from None
-                raise TransientFault(f"connection to {self.base_url} failed ({type(exc).__name__})") from None
-            except requests.exceptions.Timeout:
-                raise TransientFault(f"no answer from {self.base_url} within {self.timeout:.0f}s") from None
             except requests.exceptions.RequestException as exc:
-                raise TransientFault(f"request to {self.base_url} failed ({type(exc).__name__})") from None
+                raise request_failure(exc, f"X API at {self.base_url}", self.timeout, first=attempts[0] == 1) from None
             self._note_limits(path, response)
             status = response.status_code
             try:

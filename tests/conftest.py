@@ -101,6 +101,21 @@ def api_server():
     server.shutdown()
 
 
+@pytest.fixture
+def serve():
+    """Sandboxes of a test's own (options as sandbox.start takes them), shut down after it."""
+    started = []
+
+    def start(**options) -> sandbox.SandboxServer:
+        server = sandbox.start(token=TOKEN, **{"time_scale": TIME_SCALE, **options})
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+
+
 def api_url(server: sandbox.SandboxServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 

@@ -98,9 +98,10 @@ def test_two_runs_of_the_same_day_end_with_one_correct_day(pipeline, luigid, tmp
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outcomes = [run.communicate(timeout=300) for run in runs]
     codes = sorted(run.returncode for run in runs)
-    # Under luigid the second run may find the day done, running elsewhere (exit 10, already_running),
-    # or the app's API budget (the x_api resource) held by the first run (exit 25, not_run).
-    assert codes in ([0, 0], [0, 10], [0, 25]), [err[-1500:] for _, err in outcomes]
+    # Under luigid the two runs share the work: a run whose tasks another run is doing exits 10
+    # (already_running) or 25 (not_run: the x_api resource or a check was held by the other run).
+    # Neither may fail, and the day must be whole.
+    assert set(codes) <= {0, 10, 25} if central else codes == [0, 0], [err[-1500:] for _, err in outcomes]
     from datetime import date
 
     assert maintenance.verify(date(2022, 9, 12), date(2022, 9, 12)) == []

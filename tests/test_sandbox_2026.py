@@ -30,20 +30,6 @@ FIELDS = {"tweet.fields": config.DEFAULT_TWEET_FIELDS, "user.fields": config.DEF
 PSEUDO = Pseudonymizer(b"unit-test-key-0123456789abcdef0123")
 
 
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(**options) -> sandbox.SandboxServer:
-        server = sandbox.start(token=TOKEN, **{"time_scale": TIME_SCALE, **options})
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.shutdown()
-
-
 def client(server: sandbox.SandboxServer, interval: float = TIME_SCALE, **options) -> XClient:
     return XClient(api_url(server), TOKEN, backoff_factor=0.01, timeout=5, min_interval={ALL: interval}, **options)
 

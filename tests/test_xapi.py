@@ -25,20 +25,6 @@ DAY = date(2022, 9, 12)
 WINDOW = day_window(DAY, "all")
 
 
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(**options) -> sandbox.SandboxServer:
-        server = sandbox.start(token=TOKEN, **{"time_scale": TIME_SCALE, **options})
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.shutdown()
-
-
 def client(server, **options) -> XClient:
     return XClient(api_url(server), TOKEN, **{"backoff_factor": 0.01, "timeout": 5,
                                                "min_interval": {search_path("all"): TIME_SCALE}, **options})
