@@ -187,7 +187,8 @@ def test_a_commit_that_fails_leaves_nothing_a_delta_reader_sees(pipeline, failur
     assert result.status == LuigiStatusCode.FAILED, result.summary_text
     assert refused.acted > 1, "delta-rs retries a 503 before it gives up"
     error = str(failures[-1][1])
-    assert error.startswith(f"the curated table s3://{BUCKET}/{pipeline.run}/curated/tweets is unreachable") and "\n" not in error
+    assert error.startswith(f"the curated table s3://{BUCKET}/{pipeline.run}/curated/tweets is unreachable")
+    assert "\n" not in error and "\x1b" not in error, error
     assert table(endpoint, pipeline.run).version() == 0
     assert curated(endpoint, pipeline.run).equals(before)
     assert keys(endpoint, f"{pipeline.run}/curated/tweets/date={NEXT}/"), "the uncommitted data files were written"
