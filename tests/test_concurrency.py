@@ -19,7 +19,7 @@ from flixluigi import CuratedTweets, RawTweets, maintenance
 from tests import kill_worker
 from tests.conftest import BUCKET
 from tests.faultproxy import FaultProxy, Rule
-from tests.helpers import body, build, records, s3, table
+from tests.helpers import body, build, keys, records, s3, table
 
 OTHER, DAY, NEXT = date(2022, 9, 11), date(2022, 9, 12), date(2022, 9, 13)
 LOG_ENTRY = r"/_delta_log/\d{20}\.json$"
@@ -96,3 +96,30 @@ def test_the_store_refuses_the_later_of_two_racing_put_if_absent(pipeline):
         early.join(30)
     assert answers == {"arrived-first": 200, "sent-first": 412}
     assert body(pipeline.seaweed.endpoint, key) == b"arrived-first"
+
+
+def test_vacuum_while_a_writer_commits_keeps_the_writers_files(pipeline, tmp_path):
+    """A writer's data files are in the bucket before its commit names them; vacuum leaves files
+    younger than [storage] min_file_age_hours alone (with 0 it deletes these), so the commit that
+    follows reads whole."""
+    endpoint, run = pipeline.seaweed.endpoint, pipeline.run
+    assert build(CuratedTweets(OTHER), RawTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    pipeline.set("storage", "keep_versions_days", "0")  # min_file_age_hours keeps its default
+    with FaultProxy(endpoint) as proxy:
+        pipeline.set("s3", "endpoint_url", proxy.url)
+        held = proxy.add(Rule("PUT", LOG_ENTRY, "hold"))
+        writer = kill_worker.start(pipeline, tmp_path / "writer", "CuratedTweets", "--date", str(DAY))
+        try:
+            assert held.reached.wait(60), "the writer never committed"
+            pipeline.set("s3", "endpoint_url", endpoint)
+            uncommitted = keys(endpoint, f"{run}/curated/tweets/date={DAY}/")
+            assert uncommitted and table(endpoint, run).version() == 0
+            maintenance.vacuum(apply=True)
+            assert keys(endpoint, f"{run}/curated/tweets/date={DAY}/") == uncommitted
+            held.release.set()
+            _, err = writer.communicate(timeout=60)
+        finally:
+            if writer.poll() is None:
+                writer.kill()
+    assert writer.returncode == 0, err[-3000:]
+    assert maintenance.verify(OTHER, DAY) == []
