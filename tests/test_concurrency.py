@@ -15,11 +15,12 @@ import botocore.exceptions
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, RawTweets, maintenance
+from flixluigi import CuratedTweets, RawTweets, Reprocess, maintenance
 from tests import kill_worker
 from tests.conftest import BUCKET
 from tests.faultproxy import FaultProxy, Rule
-from tests.helpers import body, build, keys, records, s3, table
+from tests.helpers import body, build, current_fetch, keys, records, s3, table
+from tests.test_faults import since_now
 
 OTHER, DAY, NEXT = date(2022, 9, 11), date(2022, 9, 12), date(2022, 9, 13)
 LOG_ENTRY = r"/_delta_log/\d{20}\.json$"
@@ -71,6 +72,34 @@ def test_two_writers_on_two_days_both_commit(pipeline, tmp_path):
     assert [(e["version"], e.get("flixluigi.day")) for e in history] == [(2, str(DAY)), (1, str(NEXT)), (0, str(OTHER))]
     assert [len(records(endpoint, pipeline.run, day)) for day in (DAY, NEXT)] == [1, 1]
     assert maintenance.verify(OTHER, NEXT) == []
+
+
+def test_a_reprocess_that_loses_to_a_restore_rebuilds_from_the_restored_fetch(pipeline, tmp_path):
+    """Restore (an operator's command) commits while a Reprocess of the day is held at its commit.
+    The Reprocess loses, reads the raw pointer again (restore moved it back) and rebuilds from that
+    fetch, so the day verifies clean at once instead of holding a build of a fetch no pointer names."""
+    endpoint, run = pipeline.seaweed.endpoint, pipeline.run
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    restored = current_fetch(endpoint, run, DAY)
+    assert build(Reprocess(start=DAY, refetch=True, since=since_now())).status == LuigiStatusCode.SUCCESS
+    with FaultProxy(endpoint) as proxy:
+        pipeline.set("s3", "endpoint_url", proxy.url)
+        held = proxy.add(Rule("PUT", LOG_ENTRY, "hold"))
+        writer = kill_worker.start(pipeline, tmp_path / "reprocess", "Reprocess", "--start", str(DAY))
+        try:
+            assert held.reached.wait(60), "the Reprocess never committed"
+            pipeline.set("s3", "endpoint_url", endpoint)
+            assert maintenance.restore(DAY, 0).startswith(f"{DAY}: version 0 restored as version 2 ")
+            held.release.set()
+            _, err = writer.communicate(timeout=60)
+        finally:
+            if writer.poll() is None:
+                writer.kill()
+    assert writer.returncode == 0, err[-3000:]
+    assert current_fetch(endpoint, run, DAY) == restored
+    history = table(endpoint, run).history()
+    assert [(e["version"], e["flixluigi.raw_fetch"] in restored) for e in history[:2]] == [(3, True), (2, True)]
+    assert maintenance.verify(DAY, DAY) == []
 
 
 def test_the_store_refuses_the_later_of_two_racing_put_if_absent(pipeline):
