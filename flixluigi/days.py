@@ -210,7 +210,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     def gated(key: str, build: Build) -> Iterator[pa.RecordBatch]:
         curator = Curator(day, pseudonymize, build_id=build.id)
         curators.append(curator)
-        with open_raw(store, key) as raw:
+        with store.errors_explained(), open_raw(store, key) as raw:  # a download cut short is transient
             for batch in curator.batches(raw):
                 check_batch(batch, curator.stats)
                 report.progress(f"{curator.stats.pages} raw pages curated, {curator.stats.rows} rows")
