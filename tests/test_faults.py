@@ -240,6 +240,24 @@ def test_a_failed_reprocess_leaves_the_previous_version_current(pipeline, failur
     assert len(records(endpoint, pipeline.run, DAY)) == 1
 
 
+@pytest.mark.parametrize("action", ["truncate", "reset"])
+def test_a_raw_download_cut_short_is_retried_and_the_day_completes(pipeline, action):
+    """The raw fetch's GET is cut off mid-body (the day's try fails with a transient error and is
+    retried) or reset before any answer (botocore retries the request)."""
+    endpoint = pipeline.seaweed.endpoint
+    assert build(RawTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    with FaultProxy(endpoint) as proxy:
+        pipeline.set("s3", "endpoint_url", proxy.url)
+        cut = proxy.add(Rule("GET", rf"/date={DAY}/fetch=", action))
+        result = build(CuratedTweets(DAY))
+        downloads = proxy.requests("GET", rf"/date={DAY}/fetch=")
+    pipeline.set("s3", "endpoint_url", endpoint)
+    assert result.status == LuigiStatusCode.SUCCESS, result.summary_text
+    assert cut.acted == 1 and [d.action for d in downloads] == [action, "forward"]
+    assert maintenance.verify(DAY, DAY) == []
+    assert_as_undisturbed(pipeline, [DAY])
+
+
 def test_s3_gone_mid_run_fails_in_one_line_and_the_next_run_completes(pipeline, failures):
     """S3 stops answering as the raw day's upload starts: the day fails with the fix, nothing is
     published, and the next run makes the day whole."""
