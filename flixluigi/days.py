@@ -268,19 +268,14 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     A writer that loses the commit to another re-checks: if the day now holds this build, it is
     done without writing (unless `force`, as Reprocess asks)."""
     where = layout()
-    stored = raw_day(store, where, day)
-    if not stored.complete:
-        raise NoRawDay(f"{day}: no raw fetch of the day is stored; run RawTweets --date {day} "
-                       f"(or Reprocess --start {day} --refetch)")
-    fetch_id = stored.current
-    build = Build(fetch_id, pseudonymize.key_id, SCHEMA_VERSION, sharing())
     started = time.monotonic()
     curators: list[Curator] = []
+    builds: list[Build] = []
 
-    def gated() -> Iterator[pa.RecordBatch]:
+    def gated(key: str, build: Build) -> Iterator[pa.RecordBatch]:
         curator = Curator(day, pseudonymize, build_id=build.id, sharing=sharing_options(), query=config.xapi().query)
         curators.append(curator)
-        with open_raw(store, stored.fetches[fetch_id]["Key"]) as raw:
+        with store.errors_explained(), open_raw(store, key) as raw:  # a download cut short is transient
             for batch in curator.batches(raw):
                 check_batch(batch, curator.stats)
                 report.progress(f"{curator.stats.pages} raw pages curated, {curator.stats.rows} rows")
@@ -290,12 +285,20 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
         return not force and Snapshot.read(store, where).curated_complete(day, pseudonymize.key_id, sharing())
 
     def commit() -> int:
-        return table.write_day(day, SCHEMA, gated(), {**build.as_metadata(), "flixluigi.client_version": __version__})
+        # Read on every try: a writer that lost to a restore or a refetch builds from the fetch now current.
+        stored = raw_day(store, where, day)
+        if not stored.complete:
+            raise NoRawDay(f"{day}: no raw fetch of the day is stored; run RawTweets --date {day} "
+                           f"(or Reprocess --start {day} --refetch)")
+        builds.append(Build(stored.current, pseudonymize.key_id, SCHEMA_VERSION, sharing()))
+        return table.write_day(day, SCHEMA, gated(stored.fetches[stored.current]["Key"], builds[-1]),
+                               {**builds[-1].as_metadata(), "flixluigi.client_version": __version__})
 
     from flixluigi.lake import retrying_conflicts
 
     version = retrying_conflicts(commit, done)
-    stats = curators[-1].stats
+    build, stats = builds[-1], curators[-1].stats
+    fetch_id = build.raw_fetch
     record = {
         "date": day.isoformat(), "build_id": build.id, "raw_fetch": fetch_id, "pseudonym_key_id": pseudonymize.key_id,
         "schema_version": SCHEMA_VERSION, "sharing": build.sharing, "table_version": version, "rows": stats.rows,

@@ -12,6 +12,7 @@ table state (add actions with their statistics), and no content reaches `_delta_
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -32,6 +33,9 @@ TABLE_CONFIGURATION = {
     "delta.checkpointInterval": "10",
 }
 DAY_KEY = "flixluigi.day"
+# object_store colours its error chains ("Generic S3 error \x1b[31m↳\x1b[0m ..."); messages go to
+# Slack, webhooks and `flixluigi status`, where the escapes are noise.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class CommitConflict(StorageError):
@@ -64,7 +68,7 @@ def explain(exc: Exception, uri: str) -> StorageError:
         return exc
     if isinstance(exc, CommitFailedError):
         return CommitConflict(f"another writer committed to {uri} first ({' '.join(str(exc).split())[:120]}); retrying")
-    text = " ".join(str(exc).split())
+    text = " ".join(ANSI_ESCAPE.sub("", str(exc)).split())
     lowered = text.lower()
     if any(word in lowered for word in ("connection refused", "error sending request", "timed out", "connect error",
                                         "internalerror", "service unavailable", "slowdown", "503")):

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from flixluigi.lake import CuratedTable
 
 log = logging.getLogger("luigi-interface")
-STARTED = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+STARTED = datetime.now(UTC).replace(tzinfo=None)
 
 
 def first_line(exception: BaseException) -> str:
@@ -64,6 +64,22 @@ def task_day(task: luigi.Task) -> str:
     if getattr(task, "date", None):
         return task.date.isoformat()
     return ""
+
+
+class InstantParameter(luigi.DateSecondParameter):
+    """A UTC time to the microsecond. At whole seconds, a day built earlier in the second a
+    Reprocess started would count as rebuilt by it, and the Reprocess would skip it."""
+
+    date_format = "%Y-%m-%dT%H%M%S.%f"
+
+    def parse(self, s: str) -> datetime:
+        try:
+            return super().parse(s)
+        except ValueError:
+            return datetime.strptime(s, "%Y-%m-%dT%H%M%S")  # whole seconds, as earlier versions printed it
+
+    def normalize(self, dt: datetime | None) -> datetime | None:
+        return dt
 
 
 class DayParameter(luigi.DateParameter):
@@ -382,7 +398,7 @@ class Rebuild(DayTask):
     """One day rebuilt as a new table version (and, with refetch, a new raw fetch) after `since`."""
 
     refetch = luigi.BoolParameter(description="fetch the raw day again from the API first")
-    since = luigi.DateSecondParameter(description="UTC time the rebuild was asked for; done once a build is newer")
+    since = InstantParameter(description="UTC time the rebuild was asked for; done once a build is newer")
 
     @classmethod
     def done_in(cls, state: Snapshot, day: date) -> bool:
@@ -469,8 +485,8 @@ class Reprocess(RangeTask):
 
     refetch = luigi.BoolParameter(description="fetch the raw days again from the API before curating")
     dry_run = luigi.BoolParameter(description="list the days and what it would do, change nothing")
-    since = luigi.DateSecondParameter(default=STARTED, description="days rebuilt after this UTC time count as done "
-                                                                   "(default: when the command started)")
+    since = InstantParameter(default=STARTED, description="days rebuilt after this UTC time count as done "
+                                                          "(default: when the command started)")
 
     def requires(self) -> list[luigi.Task]:
         return [] if self.dry_run else [Rebuild(day, refetch=self.refetch, since=self.since) for day in self.days]

@@ -1,143 +1,159 @@
-"""Operating days that exist: Reprocess (archive, rollback, dry run), status, bad ranges."""
+"""Operating days that exist: Reprocess (from stored raw, with refetch, dry run), history, restore,
+vacuum, status. A day gets three versions: built, rebuilt under a rotated key, refetched."""
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
-import subprocess
-import sys
+import re
+from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
-import luigi
 import pytest
+from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, Reprocess, cli
+from flixluigi import CuratedTweets, Reprocess, cli, days, maintenance
 from tests.conftest import BUCKET
-from tests.helpers import keys, manifest_key, parquet, s3
+from tests.helpers import build, curated, current_fetch, failure_key, fetches, keys, table
+from tests.test_faults import ROTATED, since_now
 
-DAY = date(2022, 9, 12)
-NEXT = DAY + timedelta(days=1)
-NEW_KEY = "rotated-hmac-key-fedcba9876543210fedcba98"
-
-
-def build(*tasks):
-    return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, workers=1)
+DAY, NEXT = date(2022, 9, 12), date(2022, 9, 13)
+FETCH_ID = re.compile(r"fetch=([0-9TZ]+-[0-9a-f]+)\.jsonl")
 
 
-def body(endpoint: str, key: str) -> bytes:
-    return s3(endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()
+@dataclass
+class Versions:
+    """What each version of the day was built from."""
+
+    fetches: list[str]  # raw fetch id of versions 0, 1, 2
+    key_ids: list[str]
+    rows: int
 
 
-def curated(p, day=DAY, name="tweets.parquet"):
-    return f"{p.run}/curated/tweets/date={day}/{name}"
+def fetch_id(key: str) -> str:
+    return FETCH_ID.search(key).group(1)
 
 
-def raw(p, day=DAY, name="pages.jsonl.gz"):
-    return f"{p.run}/raw/tweets/date={day}/{name}"
+def stored_key(pipeline, line: str) -> str:
+    """The key a vacuum line names: raw fetches as s3:// URLs, table files relative to the table."""
+    name = line.split(" ", 2)[-1]
+    return name.removeprefix(f"s3://{BUCKET}/") if name.startswith("s3://") else f"{pipeline.run}/curated/tweets/{name}"
 
 
-def test_reprocess_a_day_from_stored_raw_under_a_rotated_key(pipeline, monkeypatch):
+def run_cli(capsys, *args: str) -> tuple[int, list[str], list[str]]:
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+@pytest.fixture
+def three_versions(pipeline, monkeypatch) -> Versions:
+    """Version 0 built; version 1 rebuilt from the stored raw day under a rotated key, with no API
+    call; version 2 rebuilt from a refetch."""
     endpoint = pipeline.seaweed.endpoint
-    assert build(CuratedTweets(DAY)).scheduling_succeeded
-    old = body(endpoint, curated(pipeline))
-    old_key_id = parquet(endpoint, curated(pipeline)).column("pseudonym_key_id")[0].as_py()
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    first = fetch_id(current_fetch(endpoint, pipeline.run, DAY))
     served = pipeline.api_server.requests_served
-
-    monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", NEW_KEY)
-    assert build(Reprocess(start=DAY)).scheduling_succeeded
-    assert pipeline.api_server.requests_served == served, "rebuilding from raw must not call the API"
-    table = parquet(endpoint, curated(pipeline))
-    assert table.column("pseudonym_key_id")[0].as_py() != old_key_id
-    archived = [k for k in keys(endpoint, f"{pipeline.run}/archive/") if k.endswith("tweets.parquet")]
-    assert len(archived) == 1 and archived[0].endswith(curated(pipeline))
-    assert body(endpoint, archived[0]) == old
-    manifest = json.loads(body(endpoint, manifest_key(pipeline.run, "curated", DAY)))
-    assert manifest["pseudonym_key_id"] == table.column("pseudonym_key_id")[0].as_py()
-
-
-def test_reprocess_a_range_with_refetch_archives_raw_and_curated(pipeline):
-    endpoint = pipeline.seaweed.endpoint
-    assert build(CuratedTweets(DAY), CuratedTweets(NEXT)).scheduling_succeeded
-    served = pipeline.api_server.requests_served
-    assert build(Reprocess(start=DAY, end=NEXT, refetch=True)).scheduling_succeeded
+    monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", ROTATED)
+    assert build(Reprocess(start=DAY, since=since_now())).status == LuigiStatusCode.SUCCESS
+    assert pipeline.api_server.requests_served == served, "a rebuild from stored raw calls no API"
+    assert build(Reprocess(start=DAY, refetch=True, since=since_now())).status == LuigiStatusCode.SUCCESS
     assert pipeline.api_server.requests_served > served
-    archived = keys(endpoint, f"{pipeline.run}/archive/")
-    for day in (DAY, NEXT):
-        for key in (raw(pipeline, day), curated(pipeline, day), manifest_key(pipeline.run, "raw", day),
-                    manifest_key(pipeline.run, "curated", day)):
-            assert any(a.endswith(key) for a in archived), key
+    second = fetch_id(current_fetch(endpoint, pipeline.run, DAY))
+    assert second != first and len(fetches(endpoint, pipeline.run, DAY)) == 2
+    key_ids = [curated(endpoint, pipeline.run, DAY, version).column("pseudonym_key_id")[0].as_py() for version in range(3)]
+    assert key_ids[0] != key_ids[1] == key_ids[2]
+    return Versions([first, first, second], key_ids, curated(endpoint, pipeline.run, DAY).num_rows)
 
 
-def test_failed_reprocess_puts_the_old_day_back(pipeline, failures):
+def test_history_lists_every_version_of_the_day(three_versions, capsys):
+    code, out, _ = run_cli(capsys, "history", "--date", str(DAY))
+    assert code == 0 and len(out) == 3, out
+    for line, version in zip(out, (2, 1, 0), strict=True):
+        assert re.fullmatch(rf"version {version}  \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ  raw fetch {three_versions.fetches[version]}  "
+                            rf"key {three_versions.key_ids[version]}  schema \d+  rows {three_versions.rows}", line), line
+    assert maintenance.verify(DAY, DAY) == []
+
+
+def test_restore_makes_an_old_version_current_and_the_next_run_keeps_it(pipeline, three_versions, capsys):
     endpoint = pipeline.seaweed.endpoint
-    assert build(CuratedTweets(DAY)).scheduling_succeeded
-    old_parquet = body(endpoint, curated(pipeline))
-    old_manifest = body(endpoint, manifest_key(pipeline.run, "curated", DAY))
-    # A raw day that now holds another day's tweet: the quality gate refuses to publish it.
-    bad = {"data": [{"id": "1", "text": "x", "created_at": "2022-09-13T00:00:01.000Z"}], "meta": {"result_count": 1}}
-    s3(endpoint).put_object(Bucket=BUCKET, Key=raw(pipeline), Body=gzip.compress(json.dumps(bad).encode() + b"\n"))
-
-    assert not build(Reprocess(start=DAY)).scheduling_succeeded
-    assert "outside 2022-09-12" in str(failures[-1][1])
-    assert body(endpoint, curated(pipeline)) == old_parquet
-    assert body(endpoint, manifest_key(pipeline.run, "curated", DAY)) == old_manifest
-
-
-def test_reprocess_without_raw_day_fails_with_the_fix(pipeline, failures):
-    assert not build(Reprocess(start=DAY)).scheduling_succeeded
-    assert "no raw day stored to rebuild from; reprocess with --refetch" in str(failures[-1][1])
-    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/") == []
+    code, out, _ = run_cli(capsys, "restore", "--date", str(DAY), "--version", "1")
+    assert (code, out) == (0, [f"{DAY}: version 1 restored as version 3 ({three_versions.rows} rows, "
+                               f"raw fetch {three_versions.fetches[1]})"])
+    assert curated(endpoint, pipeline.run, DAY).equals(curated(endpoint, pipeline.run, DAY, version=1))
+    assert fetch_id(current_fetch(endpoint, pipeline.run, DAY)) == three_versions.fetches[1]
+    assert run_cli(capsys, "history", "--date", str(DAY))[1][0].endswith("(restore of version 1)")
+    assert maintenance.verify(DAY, DAY) == []
+    served = pipeline.api_server.requests_served
+    result = build(CuratedTweets(DAY))
+    assert result.status == LuigiStatusCode.SUCCESS and "Did not run any tasks" in result.summary_text
+    assert pipeline.api_server.requests_served == served and table(endpoint, pipeline.run).version() == 3
 
 
-def test_dry_run_lists_and_changes_nothing(pipeline, capsys):
+def test_vacuum_dry_run_changes_nothing_and_apply_keeps_the_current_day_whole(pipeline, three_versions, capsys):
     endpoint = pipeline.seaweed.endpoint
-    assert build(CuratedTweets(DAY)).scheduling_succeeded
-    before = keys(endpoint, f"{pipeline.run}/")
-    capsys.readouterr()
-    assert build(Reprocess(start=DAY, end=NEXT, dry_run=True)).scheduling_succeeded
-    out = capsys.readouterr().out.splitlines()
-    plan = [line for line in out if line.startswith("dry run: ")]
-    assert plan[0] == f"dry run: {DAY}: rebuild from stored raw day; archive {curated(pipeline)}, " \
-                      f"{manifest_key(pipeline.run, 'curated', DAY)}"
-    assert plan[1] == f"dry run: {NEXT}: NO RAW DAY: would fail; archive nothing (no objects yet)"
+    assert run_cli(capsys, "restore", "--date", str(DAY), "--version", "1")[0] == 0  # version 3; fetch 2 superseded
+    pipeline.set("storage", "keep_versions_days", "0")
+    pipeline.set("storage", "min_file_age_hours", "0")
+    stored, current = keys(endpoint, f"{pipeline.run}/"), curated(endpoint, pipeline.run, DAY)
+    live = {uri.rsplit("/", 1)[1] for uri in table(endpoint, pipeline.run).file_uris()}
+
+    code, planned, _ = run_cli(capsys, "vacuum")
+    assert keys(endpoint, f"{pipeline.run}/") == stored, "a dry run deletes nothing"
+    superseded = f"would delete s3://{BUCKET}/{pipeline.run}/raw/tweets/date={DAY}/fetch={three_versions.fetches[2]}.jsonl."
+    assert code == 0 and planned[0].startswith(superseded) and len(planned) > 1, planned
+    assert all(line.startswith("would delete ") and line.rsplit("/", 1)[1] not in live for line in planned)
+
+    code, done, _ = run_cli(capsys, "vacuum", "--apply")
+    assert code == 0 and done == [line.replace("would delete", "deleted", 1) for line in planned]
+    remaining = keys(endpoint, f"{pipeline.run}/")
+    assert set(stored) - set(remaining) == {stored_key(pipeline, line) for line in done}
+    assert fetches(endpoint, pipeline.run, DAY) == [current_fetch(endpoint, pipeline.run, DAY)]
+    assert curated(endpoint, pipeline.run, DAY).equals(current)
+    assert maintenance.verify(DAY, DAY) == []
+
+    for version, reason in ((2, f"raw fetch {three_versions.fetches[2]} of version 2 was vacuumed; {DAY} cannot be restored to it"),
+                            (1, f"the files of version 1 of {DAY} were vacuumed")):
+        code, out, err = run_cli(capsys, "restore", "--date", str(DAY), "--version", str(version))
+        assert (code, out, len(err)) == (1, [], 1) and err[0].startswith(f"flixluigi: {reason}"), err
+    assert keys(endpoint, f"{pipeline.run}/") == remaining
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(pipeline, capsys):
+    endpoint = pipeline.seaweed.endpoint
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    before, served, current = keys(endpoint, f"{pipeline.run}/"), pipeline.api_server.requests_served, current_fetch(endpoint, pipeline.run, DAY)
+    for refetch, plans in ((False, [f"rebuild from raw fetch {fetch_id(current)}", "NO RAW DAY: would fail (use --refetch)"]),
+                           (True, ["re-fetch from the API, then rebuild"] * 2)):
+        capsys.readouterr()
+        assert build(Reprocess(start=DAY, end=NEXT, refetch=refetch, dry_run=True)).status == LuigiStatusCode.SUCCESS
+        printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("dry run: ")]
+        assert printed == [f"dry run: {DAY}: {plans[0]}", f"dry run: {NEXT}: {plans[1]}"]
     assert keys(endpoint, f"{pipeline.run}/") == before
+    assert pipeline.api_server.requests_served == served
 
 
-def test_reversed_range_is_one_clear_error():
-    with pytest.raises(ValueError, match="--end 2022-09-10 is before --start 2022-09-14; give the range oldest day first"):
-        Reprocess.from_str_params({"start": "2022-09-14", "end": "2022-09-10"})
+def test_reprocess_without_a_raw_day_fails_with_the_fix(pipeline, failures):
+    assert build(Reprocess(start=DAY, since=since_now())).status == LuigiStatusCode.FAILED
+    assert str(failures[-1][1]) == f"{DAY}: no raw fetch of the day is stored; run RawTweets --date {DAY} " \
+                                   f"(or Reprocess --start {DAY} --refetch)"
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/") == [failure_key(pipeline.run, "Rebuild", DAY)]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["Reprocess", "--start", "2022-13-45"], "'2022-13-45' is not a date: use YYYY-MM-DD"),
-    (["CuratedTweets", "--date", "12.09.2022"], "'12.09.2022' is not a date: use YYYY-MM-DD"),
-    (["Reprocess", "--start", "2022-09-14", "--end", "2022-09-10"], "--end 2022-09-10 is before --start 2022-09-14"),
-])
-def test_bad_dates_on_the_command_line(pipeline, tmp_path: Path, args, message):
-    cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
-    done = subprocess.run([str(Path(sys.executable).parent / "luigi"), "--module", "flixluigi", *args, "--local-scheduler"],
-                          env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode != 0
-    assert message in done.stderr.strip().splitlines()[-1]
-
-
-def test_status_shows_done_failed_and_missing_days(pipeline, capsys):
-    assert build(CuratedTweets(DAY)).scheduling_succeeded
+def test_status_shows_done_stale_failed_and_missing_days(pipeline, monkeypatch, capsys):
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("flixluigi.days.write_parquet", _fail)
-        assert not build(CuratedTweets(NEXT)).scheduling_succeeded
-    capsys.readouterr()
-    assert cli.main(["status", "--start", str(DAY), "--end", str(NEXT + timedelta(days=1))]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3
-    assert lines[0].startswith(f"{DAY}  raw: ok ") and "curated: ok " in lines[0] and " rows" in lines[0]
-    assert lines[1].startswith(f"{NEXT}  raw: ok ") and "curated: FAILED at " in lines[1] and "disk on fire" in lines[1]
-    assert lines[2] == f"{NEXT + timedelta(days=1)}  raw: missing           curated: missing       "
-    assert cli.main(["status", "--start", str(NEXT), "--end", str(DAY)]) == 1
-    assert "before --start" in capsys.readouterr().err
+        patch.setattr(days, "check_batch", _fail)
+        assert build(CuratedTweets(NEXT)).status == LuigiStatusCode.FAILED
+    after = NEXT + timedelta(days=1)
+    code, lines, _ = run_cli(capsys, "status", "--start", str(DAY), "--end", str(after))
+    assert code == 0 and len(lines) == 3
+    assert re.match(rf"{DAY}  raw: ok \d+ tweets +curated: ok \d+ rows +built \S+Z in [\d.]+s$", lines[0]), lines[0]
+    assert re.match(rf"{NEXT}  raw: ok \d+ tweets +curated: missing +FAILED at \S+Z: disk on fire$", lines[1]), lines[1]
+    assert lines[2] == f"{after}  raw: missing           curated: missing         "
+    monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", ROTATED)
+    assert " curated: stale " in run_cli(capsys, "status", "--start", str(DAY))[1][0]
+    code, _, err = run_cli(capsys, "status", "--start", str(NEXT), "--end", str(DAY))
+    assert code == 1 and err == [f"flixluigi: --end {DAY} is before --start {NEXT}; give the range oldest day first"]
 
 
 def _fail(*args: object, **kwargs: object) -> None:
