@@ -252,7 +252,7 @@ class ComplianceClient:
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.exceptions.RequestException as exc:
-            raise request_failure(exc, f"{what}: {_origin(url)}", self.timeout, first=True,
+            raise request_failure(exc, _origin(url), self.timeout, first=True, prefix=f"{what}: ",
                                   unreachable=ComplianceUnreachable, fault=ComplianceFault) from None
         status = response.status_code
         api = url.startswith(self.base_url + "/2/")

@@ -111,23 +111,6 @@ class CuratedTable:
         except (DeltaError, OSError) as exc:
             raise explain(exc, self.uri) from None
 
-    def create(self, schema: pa.Schema) -> DeltaTable:
-        """The empty table, made once (a writer that finds it made meanwhile just opens it). Days are
-        only ever written into an existing table: two writers that both created it while writing
-        their day would both see it empty, and the loser's retried commit would add its day's files
-        beside the winner's instead of replacing them."""
-        try:
-            DeltaTable.create(self.uri, schema=schema, mode="ignore", partition_by=["date"],
-                              configuration=TABLE_CONFIGURATION, storage_options=self.options)
-        except CommitFailedError:
-            pass  # another writer created it first
-        except (DeltaError, OSError) as exc:
-            raise explain(exc, self.uri) from None
-        table = self.open()
-        if table is None:
-            raise StorageError(f"the curated table {self.uri} could not be created; check the bucket and credentials")
-        return table
-
     def day_builds(self, table: DeltaTable | None = None) -> dict[date, set[str]]:
         """Day -> the build ids its files hold, from one read of the table state."""
         table = table if table is not None else self.open()
@@ -162,13 +145,21 @@ class CuratedTable:
                 failure.append(exc)
                 raise
 
-        opened = self.open()
-        table = opened if opened is not None else self.create(schema)
+        existing = self.open()
+        # The first writer creates the table with its day. It must not let delta-rs retry that commit:
+        # two first writers both saw no table, and the loser's retry would add its day's files beside
+        # the winner's instead of replacing them. Refused, it raises CommitConflict, and the caller
+        # re-reads the table it now finds and writes the day into it as a predicate overwrite.
+        retries = None if existing is not None else 0
         try:
             write_deltalake(
-                table, pa.RecordBatchReader.from_batches(schema, guarded()),
-                mode="overwrite", predicate=f"date = '{day.isoformat()}'", schema_mode="merge",
-                commit_properties=CommitProperties(custom_metadata={DAY_KEY: day.isoformat(), **metadata}),
+                existing if existing is not None else self.uri,
+                pa.RecordBatchReader.from_batches(schema, guarded()),
+                mode="overwrite", predicate=f"date = '{day.isoformat()}'", partition_by=["date"], schema_mode="merge",
+                storage_options=None if existing is not None else self.options,
+                configuration=None if existing is not None else TABLE_CONFIGURATION,
+                commit_properties=CommitProperties(custom_metadata={DAY_KEY: day.isoformat(), **metadata},
+                                                   max_commit_retries=retries),
                 post_commithook_properties=PostCommitHookProperties(create_checkpoint=True),
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:

@@ -110,15 +110,16 @@ def search_limits(endpoint: str, tweet_fields: str = "") -> tuple[int, int]:
     return 10, ANNOTATED_MAX_RESULTS
 
 
-def request_failure(exc: requests.exceptions.RequestException, where: str, timeout: float, *, first: bool,
+def request_failure(exc: requests.exceptions.RequestException, where: str, timeout: float, *, first: bool, prefix: str = "",
                     unreachable: type[XApiError] = ApiUnreachable, fault: type[XApiError] = TransientFault) -> XApiError:
     """A request that got no HTTP answer, in one line: refused on the first try means nothing listens
     there (permanent), anything else is worth another try."""
     if isinstance(exc, requests.exceptions.ConnectionError) and first and "Connection refused" in str(exc):
-        return unreachable(f"{where} refuses connections; start the sandbox (scripts/sandbox.sh) or fix [xapi] base_url")
+        return unreachable(f"{prefix}X API at {where} refuses connections; start the sandbox (scripts/sandbox.sh) "
+                           "or fix [xapi] base_url")
     if isinstance(exc, requests.exceptions.Timeout):
-        return fault(f"no answer from {where} within {timeout:.0f}s")
-    return fault(f"request to {where} failed ({type(exc).__name__})")
+        return fault(f"{prefix}no answer from {where} within {timeout:.0f}s")
+    return fault(f"{prefix}request to {where} failed ({type(exc).__name__})")
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,7 @@ class XClient:
             try:
                 response = self._send(path, params)
             except requests.exceptions.RequestException as exc:
-                raise request_failure(exc, f"X API at {self.base_url}", self.timeout, first=attempts[0] == 1) from None
+                raise request_failure(exc, self.base_url, self.timeout, first=attempts[0] == 1) from None
             self._note_limits(path, response)
             status = response.status_code
             try:

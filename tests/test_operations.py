@@ -147,8 +147,10 @@ def test_status_shows_done_stale_failed_and_missing_days(pipeline, monkeypatch, 
     after = NEXT + timedelta(days=1)
     code, lines, _ = run_cli(capsys, "status", "--start", str(DAY), "--end", str(after))
     assert code == 0 and len(lines) == 3
-    assert re.match(rf"{DAY}  raw: ok \d+ tweets +curated: ok \d+ rows +built \S+Z in [\d.]+s$", lines[0]), lines[0]
-    assert re.match(rf"{NEXT}  raw: ok \d+ tweets +curated: missing +FAILED at \S+Z: disk on fire$", lines[1]), lines[1]
+    assert re.match(rf"{DAY}  raw: ok \d+ tweets +curated: ok \d+ rows +read \d+ posts ~\$[\d.]+  built \S+Z in [\d.]+s$",
+                    lines[0]), lines[0]
+    assert re.match(rf"{NEXT}  raw: ok \d+ tweets +curated: missing +read \d+ posts ~\$[\d.]+  FAILED at \S+Z: disk on fire$",
+                    lines[1]), lines[1]
     assert lines[2] == f"{after}  raw: missing           curated: missing         "
     monkeypatch.setenv("FLIXLUIGI_HMAC_KEY", ROTATED)
     assert " curated: stale " in run_cli(capsys, "status", "--start", str(DAY))[1][0]
