@@ -189,8 +189,10 @@ class DayTask(NeverDisabled, luigi.Task):
 
     date = DayParameter(description="UTC day, YYYY-MM-DD")
 
-    @cached_property
+    @property
     def storage(self) -> Storage:
+        """Looked up at each use (a cached client per process): a task object made in the scheduling
+        process runs in a forked child, which must not reuse its parent's pooled connections."""
         return Storage.from_config()
 
     @classmethod
