@@ -54,7 +54,7 @@ def completeness(n_days: int) -> None:
     from flixluigi.state import Build, layout
     from flixluigi.storage import Storage
 
-    configure(f"completeness-{n_days}")
+    configure(f"completeness-{n_days}-{int(time.time())}")
     store, where, key_id = Storage.from_config(), layout(), pseudonymizer().key_id
     days = [date(2010, 1, 1) + timedelta(days=i) for i in range(n_days)]
     missing = set(days[:: 100][: max(1, n_days // 100)])
