@@ -98,10 +98,6 @@ def with_retries(action: Callable[[], T], what: str, report: Reporter) -> T:
     raise AssertionError("unreachable")
 
 
-def clear_failure(store: Storage, family: str, day: date) -> None:
-    store.delete(layout().failure_key(family, day))
-
-
 @contextmanager
 def compressed(sink: IO[bytes], codec: str) -> Iterator[IO[bytes]]:
     """gzip or zstd (through pyarrow, no extra package) around an upload."""
