@@ -1,46 +1,53 @@
-"""Curation alone on generated raw days of 100,000 and 1,000,000 tweets.
+"""Curation of a generated raw day beside DuckDB on one thread and the parse floors, same file, same run.
 
-Raw days come from the sandbox's own generator and API code (full expansions, 100 tweets a
-page, gzip JSONL like RawTweets writes); the 1,000,000-tweet day repeats the 100,000-tweet
-pages ten times with fresh tweet ids. Each measurement runs in a child process so its peak RSS
-is its own. The floor, in the same run: parse the same raw JSON and write the same row count
-to Parquet, nothing else.
-Targets: >= 100,000 tweets/s on one core, curation <= 2x the floor, peak RSS <= 300 MB at 1M.
-Curation parses with Arrow's JSON reader, so a second floor made with that parser is printed too.
+The raw day comes from the sandbox's own generator and API code (full expansions, 100 tweets a
+page) and is written as RawTweets writes it (`flixluigi.days.compressed`, zstd JSONL); a day of
+more than 100,000 tweets repeats the 100,000-tweet pages with fresh tweet ids. Each measurement
+runs in a child process, so its peak RSS (VmHWM) and CPU time are its own:
 
-    python benchmarks/curate.py [--sizes 100000,1000000] [--dir /tmp/flixluigi-bench]
+- curate: `Curator.batches` over the decompressed stream, every batch through `check_batch`, into
+  one zstd Parquet file (what CuratedTweets does, minus S3 and the Delta commit);
+- duckdb: the anchor, `SET threads=1`: read_json of the same file, unnest of data and
+  includes.users, join of the authors, 29 columns (lists, url hosts, flags), zstd Parquet out;
+- floor: decompress + orjson.loads of every page (the cheapest way Python can read the day);
+- arrow: decompress + Arrow's JSON reader with curation's schema (the parser curation uses).
+
+Target (issue 14): curation >= 1.0x DuckDB single-threaded. `--profile` writes a cProfile of the
+curation of the first size to DIR/curate.prof (and prints its top entries).
+
+    python benchmarks/curate.py [--sizes 100000] [--dir /tmp/flixluigi-bench] [--repeat 3] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 DAY = date(2022, 9, 12)
 BASE = 100_000
+KEY = b"benchmark-key-0123456789abcdef0123"
 
 
-def generate(path: Path, size: int) -> None:
-    """Write a raw day of `size` tweets (a multiple of 100,000) as RawTweets would."""
+def sandbox_pages(day: date = DAY, volume: int = BASE) -> list[dict]:
+    """Every search page of a sandbox day, as the API answers them."""
+    from datetime import timedelta
+
     from flixluigi.config import DEFAULT_EXPANSIONS, DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS
     from flixluigi.sandbox.api import Corpus, SandboxApi
 
-    api = SandboxApi(Corpus(volume=BASE, seed=1))
-    params = {"query": "#FlixBus", "start_time": "2022-09-12T00:00:00Z", "end_time": "2022-09-13T00:00:00Z",
+    api = SandboxApi(Corpus(volume=volume, seed=1))
+    params = {"query": "#FlixBus", "start_time": f"{day}T00:00:00Z", "end_time": f"{day + timedelta(days=1)}T00:00:00Z",
               "max_results": "100", "tweet.fields": DEFAULT_TWEET_FIELDS, "user.fields": DEFAULT_USER_FIELDS,
               "expansions": DEFAULT_EXPANSIONS}
     pages = []
@@ -49,102 +56,206 @@ def generate(path: Path, size: int) -> None:
         assert status == 200, body
         pages.append(body)
         if "next_token" not in body["meta"]:
-            break
+            return pages
         params["next_token"] = body["meta"]["next_token"]
-    with gzip.open(path, "wb", compresslevel=1) as out:
-        written = 0
-        for copy in range(size // BASE + 1):
-            for page in pages:
-                data = page.get("data", [])
-                if written >= size:
-                    return
-                if copy:
-                    page = {**page, "data": [{**t, "id": str(int(t["id"]) + (copy << 17))} for t in data]}
-                    data = page["data"]
-                    if written + len(data) > size:
-                        page["data"] = data = data[: size - written]
-                out.write(orjson.dumps(page) + b"\n")
-                written += len(data)
+
+
+def day_lines(pages: list[dict], size: int) -> list[bytes]:
+    """`size` tweets as JSON lines: the pages, repeated with fresh tweet ids past the first copy."""
+    lines, written = [], 0
+    for copy in range(size // max(1, sum(len(p.get("data", [])) for p in pages)) + 1):
+        for page in pages:
+            data = page.get("data", [])
+            if written >= size:
+                return lines
+            if copy:
+                page = {**page, "data": [{**t, "id": str(int(t["id"]) + (copy << 17))} for t in data]}
+                data = page["data"]
+                if written + len(data) > size:
+                    page["data"] = data = data[: size - written]
+            lines.append(orjson.dumps(page) + b"\n")
+            written += len(data)
+    return lines
+
+
+def generate(path: Path, size: int) -> None:
+    """A raw day of `size` tweets written as RawTweets writes it."""
+    from flixluigi.days import compressed
+
+    lines = day_lines(sandbox_pages(), size)
+    with path.open("wb") as sink, compressed(sink, "zst") as raw:
+        for line in lines:
+            raw.write(line)
+
+
+def raw_stream(path: Path):
+    """The decompressed day, read as CuratedTweets reads a stored fetch."""
+    from flixluigi.days import decompressed
+
+    return decompressed(path.open("rb"), path.name)
 
 
 def curate(path: Path) -> dict:
-    from flixluigi.curate import Curator, write_parquet
+    import pyarrow.parquet as pq
+
+    from flixluigi.curate import SCHEMA, Curator, check_batch
     from flixluigi.pseudonym import Pseudonymizer
 
-    curator = Curator(DAY, Pseudonymizer(b"benchmark-key-0123456789abcdef0123"), datetime.now(UTC))
-    started = time.perf_counter()
-    with gzip.open(path, "rb") as lines, tempfile.TemporaryFile() as sink:  # like RawTweets' local temp file
-        stats = write_parquet(lines, sink, curator)
-    return {"rows": stats.rows, "seconds": time.perf_counter() - started}
+    curator = Curator(DAY, Pseudonymizer(KEY), datetime.now(UTC))
+    with raw_stream(path) as raw, tempfile.TemporaryFile() as sink, pq.ParquetWriter(sink, SCHEMA, compression="zstd") as out:
+        for batch in curator.batches(raw):
+            check_batch(batch, curator.stats)
+            out.write_batch(batch)
+    return {"rows": curator.stats.rows}
 
 
-def _floor(path: Path, ids_of: Callable[[IO[bytes]], Iterator[list[str] | pa.Array]]) -> dict:
-    """Parse every page and write as many rows (the tweet ids) to Parquet: the unavoidable work."""
-    schema = pa.schema([("tweet_id", pa.string())])
-    started = time.perf_counter()
+def parse_floor(path: Path) -> dict:
     rows = 0
-    with gzip.open(path, "rb") as raw, tempfile.TemporaryFile() as sink, \
-            pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-        for ids in ids_of(raw):
-            writer.write_table(pa.table({"tweet_id": ids}, schema=schema))
-            rows += len(ids)
-    return {"rows": rows, "seconds": time.perf_counter() - started}
+    with raw_stream(path) as raw:
+        for line in raw:
+            rows += len(orjson.loads(line).get("data", ()))
+    return {"rows": rows}
 
 
-def _ids_by_orjson(raw: IO[bytes]) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for line in raw:
-        batch += [t["id"] for t in orjson.loads(line).get("data", ())]
-        if len(batch) >= 50_000:
-            yield batch
-            batch = []
-    yield batch
+def arrow_floor(path: Path) -> dict:
+    import pyarrow.compute as pc
 
-
-def _ids_by_arrow(raw: IO[bytes]) -> Iterator[pa.Array]:
-    """With the parser curation uses: Arrow's JSON reader, typed columns, no dicts."""
     from flixluigi.curate import _read_stream
 
-    for pages in _read_stream(raw):
-        yield pc.struct_field(pages.column("data").flatten(), "id")
+    with raw_stream(path) as raw:
+        return {"rows": sum(len(pc.list_flatten(pages.column("data"))) for pages in _read_stream(raw))}
 
 
-def child(mode: str, path: str) -> None:
-    modes = {"curate": curate, "floor": lambda p: _floor(p, _ids_by_orjson), "floor_arrow": lambda p: _floor(p, _ids_by_arrow)}
-    result = modes[mode](Path(path))
-    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's peak.
+_S = "VARCHAR"
+DUCK_TWEET = (f"STRUCT(id {_S}, created_at {_S}, text {_S}, lang {_S}, source {_S}, conversation_id {_S}, "
+              f"note_tweet STRUCT(text {_S}), author_id {_S}, in_reply_to_user_id {_S}, possibly_sensitive BOOLEAN, "
+              f"edit_history_tweet_ids {_S}[], referenced_tweets STRUCT(type {_S}, id {_S})[], "
+              "public_metrics STRUCT(retweet_count BIGINT, reply_count BIGINT, like_count BIGINT, quote_count BIGINT, "
+              "impression_count BIGINT), "
+              f"entities STRUCT(hashtags STRUCT(tag {_S})[], mentions STRUCT(username {_S}, id {_S})[], "
+              f"urls STRUCT(expanded_url {_S})[]))")
+DUCK_USER = (f"STRUCT(id {_S}, username {_S}, name {_S}, location {_S}, verified BOOLEAN, created_at {_S}, "
+             "public_metrics STRUCT(followers_count BIGINT, following_count BIGINT, tweet_count BIGINT))")
+DUCK_FLATTEN = """
+COPY (
+  WITH pages AS (
+    SELECT row_number() OVER () AS page, data, includes
+    FROM read_json('{raw}', format = 'newline_delimited', compression = 'zstd',
+                   columns = {{data: '{tweet}[]', includes: 'STRUCT(users {user}[])'}})),
+  tweets AS (SELECT page, unnest(data) AS t FROM pages),
+  users AS (SELECT page, unnest(includes.users) AS u FROM pages)
+  SELECT t.id AS tweet_id, CAST(t.created_at AS TIMESTAMPTZ) AS created_at, DATE '{day}' AS date,
+         coalesce(t.note_tweet.text, t.text) AS text, t.lang, t.source, t.conversation_id, t.author_id,
+         u.location AS author_location, u.public_metrics.followers_count AS author_followers_count,
+         u.public_metrics.following_count AS author_following_count, u.public_metrics.tweet_count AS author_tweet_count,
+         u.verified AS author_verified, CAST(u.created_at AS TIMESTAMPTZ) AS author_created_at,
+         list_transform(t.entities.hashtags, h -> lower(h.tag)) AS hashtags,
+         list_transform(t.entities.mentions, m -> m.id) AS mentioned_user_ids, t.in_reply_to_user_id,
+         list_contains(list_transform(t.referenced_tweets, r -> r.type), 'retweeted') AS is_retweet,
+         list_contains(list_transform(t.referenced_tweets, r -> r.type), 'replied_to') AS is_reply,
+         list_contains(list_transform(t.referenced_tweets, r -> r.type), 'quoted') AS is_quote,
+         list_transform(t.referenced_tweets, r -> r.id) AS referenced_tweet_ids,
+         t.public_metrics.retweet_count, t.public_metrics.reply_count, t.public_metrics.like_count,
+         t.public_metrics.quote_count, t.public_metrics.impression_count,
+         list_sort(list_distinct(list_transform(t.entities.urls,
+             x -> lower(regexp_extract(x.expanded_url, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^:/?#]*)', 1)))))
+           AS url_domains,
+         t.possibly_sensitive, t.edit_history_tweet_ids[1] AS edit_chain_id, t.edit_history_tweet_ids
+  FROM tweets LEFT JOIN users ON tweets.page = users.page AND t.author_id = u.id
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
+
+def duckdb_flatten(path: Path) -> dict:
+    import duckdb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "day.parquet"
+        db = duckdb.connect()
+        db.execute("SET threads = 1")
+        db.execute(DUCK_FLATTEN.format(raw=path, tweet=DUCK_TWEET, user=DUCK_USER, day=DAY, out=out))
+        return {"rows": db.sql(f"SELECT count(*) FROM '{out}'").fetchone()[0]}
+
+
+MODES: dict[str, Callable[[Path], dict]] = {"curate": curate, "duckdb": duckdb_flatten, "floor": parse_floor, "arrow": arrow_floor}
+
+
+def peak_rss_mb() -> float:
+    """VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's peak."""
     hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
-    result["peak_rss_mb"] = int(hwm.split()[1]) / 1024
+    return int(hwm.split()[1]) / 1024
+
+
+def child(mode: str, path: str, profile: str) -> None:
+    run = MODES[mode]
+    if mode == "curate":  # imports outside the timing, as a task has them before it runs
+        import flixluigi.curate
+        import flixluigi.days  # noqa: F401
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(run, Path(path))
+        profiler.dump_stats(profile)
+    else:
+        result = run(Path(path))
+    result["seconds"] = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_seconds"] = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
-def measure(mode: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", mode, str(path)], check=True, capture_output=True, text=True)
+def measure(mode: str, path: Path, profile: str = "") -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, __file__, "--child", mode, str(path), profile], check=True, capture_output=True,
+                         text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def best(mode: str, path: Path, repeat: int) -> dict:
+    """The fastest of `repeat` runs: other work on the machine only ever adds time."""
+    return min((measure(mode, path) for _ in range(repeat)), key=lambda r: r["seconds"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="100000,1000000", help="tweets per generated day, multiples of 100,000")
+    parser.add_argument("--sizes", default="100000", help="tweets per generated day, comma-separated")
     parser.add_argument("--dir", default="/tmp/flixluigi-bench", help="where raw days are generated (kept for reruns)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the fastest counts")
+    parser.add_argument("--profile", action="store_true", help="also profile the curation of the first size")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child)
     workdir = Path(args.dir)
     workdir.mkdir(parents=True, exist_ok=True)
-    for size in (int(s) for s in args.sizes.split(",")):
-        path = workdir / f"raw-{size}.jsonl.gz"
+    for n, size in enumerate(int(s) for s in args.sizes.split(",")):
+        path = workdir / f"raw-{size}.jsonl.zst"
         if not path.exists():
             started = time.perf_counter()
             generate(path, size)
-            print(f"generated {size} tweets in {time.perf_counter() - started:.0f}s ({path.stat().st_size / 1e6:.0f} MB gzip)")
-        cur, flo, arrow = measure("curate", path), measure("floor", path), measure("floor_arrow", path)
-        assert cur["rows"] == flo["rows"] == arrow["rows"] == size, (cur, flo, arrow)
-        print(f"{size:>9} tweets: curate {cur['seconds']:.2f}s = {size / cur['seconds']:,.0f} tweets/s, "
-              f"peak RSS {cur['peak_rss_mb']:.0f} MB | floor {flo['seconds']:.2f}s = {size / flo['seconds']:,.0f} tweets/s, "
-              f"peak RSS {flo['peak_rss_mb']:.0f} MB | curate/floor {cur['seconds'] / flo['seconds']:.2f}x | "
-              f"floor with Arrow's parser {arrow['seconds']:.2f}s, curate/that {cur['seconds'] / arrow['seconds']:.2f}x")
+            print(f"generated {size:,} tweets in {time.perf_counter() - started:.0f}s ({path.stat().st_size / 1e6:.0f} MB zstd)")
+        figures = {mode: best(mode, path, args.repeat) for mode in MODES}
+        assert all(f["rows"] == size for f in figures.values()), figures
+        cur, duck = figures["curate"], figures["duckdb"]
+        print(f"{size:,} tweets, best of {args.repeat}:")
+        for mode, label in (("curate", "curation"), ("duckdb", "DuckDB, 1 thread"), ("floor", "zstd + orjson"),
+                            ("arrow", "zstd + Arrow JSON")):
+            f = figures[mode]
+            print(f"  {label:<18} {f['seconds']:6.2f} s  {size / f['seconds']:>9,.0f} tweets/s  cpu {f['cpu_seconds']:5.2f} s  "
+                  f"peak RSS {f['peak_rss_mb']:4.0f} MB")
+        print(f"  curation vs DuckDB: {duck['seconds'] / cur['seconds']:.2f}x (target >= 1.0x); "
+              f"vs zstd + orjson: {figures['floor']['seconds'] / cur['seconds']:.2f}x; "
+              f"Arrow's parse is {figures['arrow']['seconds'] / cur['seconds']:.0%} of curation")
+        if args.profile and n == 0:
+            import pstats
+
+            target = workdir / "curate.prof"
+            measure("curate", path, str(target))
+            pstats.Stats(str(target)).sort_stats("tottime").print_stats(15)
     return None
 
 

@@ -127,8 +127,12 @@ class _NativeReader(io.RawIOBase):
 
 def open_raw(store: Storage, key: str) -> IO[bytes]:
     """A streaming reader of a stored fetch, whatever codec it was written with."""
-    body = store.open(key)
-    if key.endswith(".zst"):
+    return decompressed(store.open(key), key)
+
+
+def decompressed(body: IO[bytes], name: str) -> IO[bytes]:
+    """The JSON lines of a compressed fetch body; the codec is the name's (`.zst`, else gzip)."""
+    if name.endswith(".zst"):
         return io.BufferedReader(_NativeReader(pa.CompressedInputStream(pa.PythonFile(body, mode="r"), "zstd")), 1 << 20)
     return gzip.GzipFile(fileobj=body, mode="rb")
 
