@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -60,22 +60,22 @@ def sandbox_pages(day: date = DAY, volume: int = BASE) -> list[dict]:
         params["next_token"] = body["meta"]["next_token"]
 
 
-def day_lines(pages: list[dict], size: int) -> list[bytes]:
+def day_lines(pages: list[dict], size: int) -> Iterator[bytes]:
     """`size` tweets as JSON lines: the pages, repeated with fresh tweet ids past the first copy."""
-    lines, written = [], 0
-    for copy in range(size // max(1, sum(len(p.get("data", [])) for p in pages)) + 1):
+    written, copy = 0, 0
+    while written < size:
         for page in pages:
             data = page.get("data", [])
             if written >= size:
-                return lines
+                return
             if copy:
                 page = {**page, "data": [{**t, "id": str(int(t["id"]) + (copy << 17))} for t in data]}
                 data = page["data"]
                 if written + len(data) > size:
                     page["data"] = data = data[: size - written]
-            lines.append(orjson.dumps(page) + b"\n")
+            yield orjson.dumps(page) + b"\n"
             written += len(data)
-    return lines
+        copy += 1
 
 
 def generate(path: Path, size: int) -> None:
@@ -99,8 +99,10 @@ def curate(path: Path) -> dict:
     import pyarrow.parquet as pq
 
     from flixluigi.curate import SCHEMA, Curator, check_batch
+    from flixluigi.days import bounded_memory
     from flixluigi.pseudonym import Pseudonymizer
 
+    bounded_memory()  # as curate_day
     curator = Curator(DAY, Pseudonymizer(KEY), datetime.now(UTC))
     with raw_stream(path) as raw, tempfile.TemporaryFile() as sink, pq.ParquetWriter(sink, SCHEMA, compression="zstd") as out:
         for batch in curator.batches(raw):

@@ -11,6 +11,8 @@ and a sink. The output is deterministic: the same raw day and key give the same 
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -208,6 +210,37 @@ def _edit_columns(tweets: pa.StructArray) -> tuple[pa.Array, pa.Array]:
             pa.concat_arrays([single, pa.array(chains, pa.list_(_S))]).take(take))
 
 
+class SeenIds:
+    """The post ids of a day so far, in about 9 bytes each where a set of ints takes 70 (a
+    1,000,000-post day: 9 MB instead of 70). Ids are snowflakes: in buckets of their time
+    (id >> 38, about a minute), each a sorted array of uint64; other ids in a plain set."""
+
+    BUCKET_SHIFT = 38
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, array[int]] = {}
+        self._other: set[int | str] = set()
+
+    def add_new(self, keys: list[int | str]) -> list[bool]:
+        """Per key: was it new (and is now seen)? Keys repeated within `keys` are new once."""
+        buckets, other, shift = self._buckets, self._other, self.BUCKET_SHIFT
+        fresh = []
+        for key in keys:
+            if isinstance(key, int) and 0 <= key < 1 << 64:
+                ids = buckets.get(key >> shift)
+                if ids is None:
+                    ids = buckets[key >> shift] = array("Q")
+                at = bisect_left(ids, key)
+                new = at == len(ids) or ids[at] != key
+                if new:
+                    ids.insert(at, key)
+            else:
+                new = key not in other
+                other.add(key)
+            fresh.append(new)
+        return fresh
+
+
 class Curator:
     """Flattens one day's pages; keeps one row per tweet id, first seen wins, and one row per edit chain.
 
@@ -227,7 +260,7 @@ class Curator:
         self.sharing = sharing
         self._matcher = Matcher(Identities(allow=query_terms(query)), pseudonymize)
         self.stats = CurateStats(matcher=self._matcher, sharing=sharing)
-        self._seen: set[int | str] = set()
+        self._seen = SeenIds()
         self._final: set[str] = set()  # chains whose newest version went out
         self._held: dict[str, tuple[int, pa.RecordBatch]] = {}  # chain -> (id, row) of its newest older version so far
         self._lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -343,13 +376,11 @@ class Curator:
     def _first_seen(self, ids: pa.Array) -> pa.Array | None:
         """Mask of ids not seen before in the day, or None when all are new."""
         try:
-            keys = ids.cast(pa.uint64()).to_pylist()  # ints: half the memory of a million strings
+            keys = ids.cast(pa.uint64()).to_pylist()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             keys = ids.to_pylist()
-        seen = self._seen
-        before = len(seen)
-        keep = [not (key in seen or seen.add(key)) for key in keys]
-        kept = len(seen) - before
+        keep = self._seen.add_new(keys)
+        kept = sum(keep)
         if kept == len(keys):
             return None
         self.stats.duplicates += len(keys) - kept

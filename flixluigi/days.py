@@ -264,6 +264,13 @@ def _reconcile(client: XClient, day: date, expected: int | None, report: Reporte
     return report.warn(mismatch) if mismatch else None
 
 
+def bounded_memory() -> None:
+    """Arrow allocates from malloc, which returns what a batch freed; mimalloc, its default, keeps
+    freed pages for reuse and held ~40 MB more at the peak of a 1,000,000-post day
+    (benchmarks/memory.py), for ~4% of curation's time. Process-wide: a task process curates."""
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pseudonymizer, report: Reporter,
                force: bool = False) -> dict:
     """One row per distinct tweet of the day's current raw fetch, pseudonymised, committed as the
@@ -272,6 +279,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     A writer that loses the commit to another re-checks: if the day now holds this build, it is
     done without writing (unless `force`, as Reprocess asks)."""
     where = layout()
+    bounded_memory()
     stored = raw_day(store, where, day)
     if not stored.complete:
         raise NoRawDay(f"{day}: no raw fetch of the day is stored; run RawTweets --date {day} "

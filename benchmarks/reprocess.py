@@ -1,0 +1,105 @@
+"""Reprocessing stored days from their raw fetches with one worker and with two, same run.
+
+Twenty days (--days) of the sandbox's generated #FlixBus (--volume posts a day) are stored in a
+SeaweedFS of the benchmark's own as RawTweets stores them; then
+`luigi --module flixluigi Reprocess --start D1 --end D20 --local-scheduler --workers N` rebuilds
+them all from the stored raw days (no API), for N = 1 and then 2, each into a table of its own
+(same starting state). Printed per run: wall and CPU time (the luigi process and its children),
+the sum of the days' own durations (their records' duration_seconds), what remains per day
+(scheduling, forks, start-up), and commits that had to be retried over another writer's:
+rebased by delta-rs (the log's readVersion is not the version before) or lost and redone by
+flixluigi (CommitConflict). Target (issue 14): 2 workers >= 1.6x faster than 1 on 2 cores.
+
+    python benchmarks/reprocess.py [--days 20] [--volume 20000] [--dir /tmp/flixluigi-reprocess]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from stored import configure, luigi, seaweedfs, store_day
+
+S3_PORT, PORT_BASE = 18533, 19533  # and the gRPC ports, +10000: clear of the tests' and other benchmarks'
+FIRST = date(2022, 9, 1)
+TARGET = 1.6
+
+
+def store_days(days: list[date], volume: int) -> int:
+    """The sandbox's pages of each day, stored as raw fetches; returns the posts stored."""
+    from curate import day_lines, sandbox_pages
+
+    posts = 0
+    for day in days:
+        pages = sandbox_pages(day, volume)
+        tweets = sum(len(page.get("data", [])) for page in pages)
+        store_day(day, day_lines(pages, tweets), tweets)
+        posts += tweets
+    return posts
+
+
+def commits(prefix: str) -> tuple[int, int]:
+    """(commits, commits rebased over a concurrent one) in the run's Delta log."""
+    from flixluigi.storage import Storage
+
+    store = Storage.from_config()
+    total = rebased = 0
+    for key in store.list_keys(f"{prefix}/curated/_delta_log/"):
+        if not key.endswith(".json"):
+            continue
+        version = int(key.rsplit("/", 1)[1].split(".")[0])
+        for line in store.get_bytes(key).splitlines():
+            info = json.loads(line).get("commitInfo")
+            if info and "readVersion" in info:
+                total += 1
+                rebased += info["readVersion"] != version - 1
+    return total, rebased
+
+
+def durations(prefix: str) -> float:
+    """The sum of the days' own durations, from their records."""
+    from flixluigi.storage import Storage
+
+    store = Storage.from_config()
+    return sum(store.get_json(key)["duration_seconds"] for key in store.list_keys(f"{prefix}/records/curated/"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=20, help="stored days to reprocess")
+    parser.add_argument("--volume", type=int, default=20_000, help="posts a day")
+    parser.add_argument("--dir", default="", help="working directory (default: a new temporary one)")
+    args = parser.parse_args()
+    workdir = Path(args.dir or tempfile.mkdtemp(prefix="flixluigi-reprocess-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    days = [FIRST + timedelta(days=n) for n in range(args.days)]
+    run = f"reprocess-{int(time.time())}"
+    with seaweedfs(workdir, S3_PORT, PORT_BASE) as endpoint:
+        configure(workdir, endpoint, run)
+        started = time.perf_counter()
+        posts = store_days(days, args.volume)
+        print(f"stored {len(days)} raw days, {posts:,} posts, in {time.perf_counter() - started:.0f}s")
+        seconds = {}
+        for workers in (1, 2):
+            prefix = f"{run}-workers-{workers}"  # the same raw days; a table and records of the run's own
+            cfg = configure(workdir, endpoint, prefix, raw=run)
+            since = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H%M%S")
+            result = luigi(["Reprocess", "--start", days[0].isoformat(), "--end", days[-1].isoformat(), "--since", since,
+                            "--local-scheduler", "--workers", str(workers)], cfg, workdir)
+            seconds[workers] = result["seconds"]
+            total, rebased = commits(prefix)
+            inside = durations(prefix)
+            lost = result["log"].count("committed to")
+            print(f"--workers {workers}: {result['seconds']:.1f}s wall ({posts / result['seconds']:,.0f} posts/s), "
+                  f"{result['cpu_seconds']:.1f}s CPU, peak RSS {result['peak_rss_mb']:.0f} MB; days' own durations "
+                  f"{inside:.1f}s in all, {(result['seconds'] * workers - inside) / len(days):.2f}s a day besides; "
+                  f"{total} commits, {rebased} rebased over another writer's, {lost} lost and redone")
+        print(f"speedup with 2 workers: {seconds[1] / seconds[2]:.2f}x (target >= {TARGET}x on 2 cores)")
+
+
+if __name__ == "__main__":
+    main()
