@@ -178,8 +178,11 @@ class DayTask(luigi.Task):
     retry_count = 2
     disable_window = 0
 
-    @cached_property
+    @property
     def storage(self) -> Storage:
+        """This process's client, every time: the scheduling process checks completeness through
+        its own, and a task kept from then would take its pooled connections into a worker's fork
+        (two children on one socket read each other's answers: corrupt raw days, missing listings)."""
         return Storage.from_config()
 
     @classmethod
