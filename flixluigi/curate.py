@@ -472,8 +472,8 @@ class Curator:
                                                                        HOST_RE), "host")))
         pairs = pa.table({"row": pc.list_parent_indices(urls), "host": hosts})
         pairs = pairs.filter(pc.fill_null(pc.not_equal(pairs["host"], ""), False))
-        pairs = pairs.group_by(["row", "host"]).aggregate([]).sort_by([("row", "ascending"), ("host", "ascending")])
-        per_row = pairs.group_by("row").aggregate([("host", "count")])
+        pairs = pairs.group_by(["row", "host"], use_threads=False).aggregate([]).sort_by([("row", "ascending"), ("host", "ascending")])
+        per_row = pairs.group_by("row", use_threads=False).aggregate([("host", "count")])
         everyone = pa.table({"row": pa.array(range(len(urls)), pa.int64())})
         lengths = everyone.join(per_row, "row", join_type="left outer", use_threads=False).sort_by("row")["host_count"]
         offsets = pc.cumulative_sum(pc.fill_null(lengths.combine_chunks(), 0))
