@@ -10,9 +10,11 @@ runs in a child process, so its peak RSS (VmHWM) and CPU time are its own:
 - duckdb: the anchor, `SET threads=1`: read_json of the same file, unnest of data and
   includes.users, join of the authors, 29 columns (lists, url hosts, flags), zstd Parquet out;
 - floor: decompress + orjson.loads of every page (the cheapest way Python can read the day);
-- arrow: decompress + Arrow's JSON reader with curation's schema (the parser curation uses).
+- arrow: decompress + Arrow's JSON reader with curation's schema (the parser curation uses);
+- raw:CODEC: writing the same day's pages as a fetch does (orjson + compression), with zstd as
+  RawTweets writes it and with gzip at levels 1, 6 and 9.
 
-Target (issue 14): curation >= 1.0x DuckDB single-threaded. `--profile` writes a cProfile of the
+Targets (issue 14): curation >= 1.0x DuckDB single-threaded; raw writing <= 0.3x curation. `--profile` writes a cProfile of the
 curation of the first size to DIR/curate.prof (and prints its top entries).
 
     python benchmarks/curate.py [--sizes 100000] [--dir /tmp/flixluigi-bench] [--repeat 3] [--profile]
@@ -128,6 +130,34 @@ def arrow_floor(path: Path) -> dict:
         return {"rows": sum(len(pc.list_flatten(pages.column("data"))) for pages in _read_stream(raw))}
 
 
+RAW_CODECS = {"zst": "zstd, pyarrow's default level (1): what RawTweets writes", "gz1": "gzip level 1",
+              "gz6": "gzip level 6", "gz9": "gzip level 9"}
+
+
+def write_raw(path: Path, codec: str) -> dict:
+    """Serialise the day's pages (orjson) and compress them as RawTweets does (`compressed`), or
+    with gzip at a level. The pages are parsed before the clock starts: a fetch has them as dicts."""
+    import gzip
+
+    from flixluigi.days import compressed
+
+    with raw_stream(path) as raw:
+        pages = [orjson.loads(line) for line in raw]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as sink:
+        if codec == "zst":
+            with compressed(sink, "zst") as out:
+                for page in pages:
+                    out.write(orjson.dumps(page) + b"\n")
+        else:
+            with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=int(codec[2:])) as out:
+                for page in pages:
+                    out.write(orjson.dumps(page) + b"\n")
+        size = sink.tell()
+    return {"rows": sum(len(page.get("data", ())) for page in pages), "clock": time.perf_counter() - started,
+            "mb": size / 1e6}
+
+
 _S = "VARCHAR"
 DUCK_TWEET = (f"STRUCT(id {_S}, created_at {_S}, text {_S}, lang {_S}, source {_S}, conversation_id {_S}, "
               f"note_tweet STRUCT(text {_S}), author_id {_S}, in_reply_to_user_id {_S}, possibly_sensitive BOOLEAN, "
@@ -179,7 +209,9 @@ def duckdb_flatten(path: Path) -> dict:
         return {"rows": db.sql(f"SELECT count(*) FROM '{out}'").fetchone()[0]}
 
 
-MODES: dict[str, Callable[[Path], dict]] = {"curate": curate, "duckdb": duckdb_flatten, "floor": parse_floor, "arrow": arrow_floor}
+MODES: dict[str, Callable[[Path], dict]] = {"curate": curate, "duckdb": duckdb_flatten, "floor": parse_floor, "arrow": arrow_floor,
+                                            **{f"raw:{codec}": lambda path, codec=codec: write_raw(path, codec)
+                                               for codec in RAW_CODECS}}
 
 
 def peak_rss_mb() -> float:
@@ -203,7 +235,7 @@ def child(mode: str, path: str, profile: str) -> None:
         profiler.dump_stats(profile)
     else:
         result = run(Path(path))
-    result["seconds"] = time.perf_counter() - started
+    result["seconds"] = result.pop("clock", time.perf_counter() - started)
     after = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu_seconds"] = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
     result["peak_rss_mb"] = peak_rss_mb()
@@ -252,6 +284,10 @@ def main() -> None:
         print(f"  curation vs DuckDB: {duck['seconds'] / cur['seconds']:.2f}x (target >= 1.0x); "
               f"vs zstd + orjson: {figures['floor']['seconds'] / cur['seconds']:.2f}x; "
               f"Arrow's parse is {figures['arrow']['seconds'] / cur['seconds']:.0%} of curation")
+        print("  writing the raw day (orjson + compression), target <= 0.3x curation:")
+        for codec, label in RAW_CODECS.items():
+            f = figures[f"raw:{codec}"]
+            print(f"    {label:<52} {f['seconds']:5.2f} s = {f['seconds'] / cur['seconds']:.2f}x curation, {f['mb']:4.0f} MB")
         if args.profile and n == 0:
             import pstats
 
