@@ -12,7 +12,6 @@ and a sink. The output is deterministic: the same raw day and key give the same 
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -213,32 +212,38 @@ def _edit_columns(tweets: pa.StructArray) -> tuple[pa.Array, pa.Array]:
 class SeenIds:
     """The post ids of a day so far, in about 9 bytes each where a set of ints takes 70 (a
     1,000,000-post day: 9 MB instead of 70). Ids are snowflakes: in buckets of their time
-    (id >> 38, about a minute), each a sorted array of uint64; other ids in a plain set."""
+    (id >> 38, about a minute), each a sorted array of uint64; other ids in a plain set. Pages come
+    in time order, so a batch touches a few buckets and is checked against those alone."""
 
     BUCKET_SHIFT = 38
 
     def __init__(self) -> None:
         self._buckets: dict[int, array[int]] = {}
-        self._other: set[int | str] = set()
+        self._other: set[str] = set()
 
-    def add_new(self, keys: list[int | str]) -> list[bool]:
-        """Per key: was it new (and is now seen)? Keys repeated within `keys` are new once."""
-        buckets, other, shift = self._buckets, self._other, self.BUCKET_SHIFT
-        fresh = []
-        for key in keys:
-            if isinstance(key, int) and 0 <= key < 1 << 64:
-                ids = buckets.get(key >> shift)
-                if ids is None:
-                    ids = buckets[key >> shift] = array("Q")
-                at = bisect_left(ids, key)
-                new = at == len(ids) or ids[at] != key
-                if new:
-                    ids.insert(at, key)
-            else:
-                new = key not in other
-                other.add(key)
-            fresh.append(new)
-        return fresh
+    def first_seen(self, ids: pa.Array) -> list[bool] | None:
+        """Per id: is this its first time in the day (it is now seen)? None when all are."""
+        try:
+            keys = ids.cast(pa.uint64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return self._first_seen_other(ids.to_pylist())
+        buckets = pc.shift_right(keys, self.BUCKET_SHIFT)
+        known: set[int] = set()
+        for bucket in pc.unique(buckets).to_pylist():
+            run = set(keys.filter(pc.equal(buckets, bucket)).to_pylist())
+            stored = self._buckets.get(bucket, ())
+            known.update(run.intersection(stored))
+            self._buckets[bucket] = array("Q", sorted(run.union(stored)))
+        values = keys.to_pylist()
+        if not known and len(set(values)) == len(values):
+            return None
+        now: set[int] = set()
+        return [not (key in known or key in now or now.add(key)) for key in values]
+
+    def _first_seen_other(self, values: list[str]) -> list[bool] | None:
+        seen, before = self._other, len(self._other)
+        fresh = [not (value in seen or seen.add(value)) for value in values]
+        return None if len(seen) - before == len(values) else fresh
 
 
 class Curator:
@@ -375,15 +380,10 @@ class Curator:
 
     def _first_seen(self, ids: pa.Array) -> pa.Array | None:
         """Mask of ids not seen before in the day, or None when all are new."""
-        try:
-            keys = ids.cast(pa.uint64()).to_pylist()
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            keys = ids.to_pylist()
-        keep = self._seen.add_new(keys)
-        kept = sum(keep)
-        if kept == len(keys):
+        keep = self._seen.first_seen(ids)
+        if keep is None:
             return None
-        self.stats.duplicates += len(keys) - kept
+        self.stats.duplicates += len(keep) - sum(keep)
         return pa.array(keep, pa.bool_())
 
     def _pseudonymize(self, ids: pa.Array, tweets: bool = False) -> pa.Array:
@@ -487,6 +487,15 @@ def _not_pseudonyms(values: pa.Array) -> int | None:
     return pc.index(bad, True).as_py() if pc.any(bad).as_py() else None
 
 
+def _first_known(values: pa.Array, known: dict[str, bool]) -> int | None:
+    """Index of the first value that is a key of `known`; each distinct value looked up once."""
+    distinct = values.unique()
+    hits = [value for value in distinct.to_pylist() if value in known]
+    if not hits:
+        return None
+    return pc.index(pc.is_in(values, value_set=pa.array(hits, values.type)), True).as_py()
+
+
 def _row_of(column: pa.Array, index: int) -> int:
     """The row of a value, or of a list item."""
     return pc.list_parent_indices(column)[index].as_py() if pa.types.is_list(column.type) else index
@@ -517,7 +526,7 @@ def check_batch(batch: pa.RecordBatch, stats: CurateStats) -> None:
                 raise QualityError(f"privacy gate: {where.format(first_row + _row_of(column, bad))} holds a value that is "
                                    "not a pseudonym; this is a bug in flixluigi's pseudonymisation: refusing to publish")
         elif name in TWEET_ID_COLUMNS:
-            clash = next((i for i, v in enumerate(values.to_pylist()) if v in known.ids), None)
+            clash = _first_known(values, known.ids)
             if clash is not None:
                 raise QualityError(f"privacy gate: {where.format(first_row + _row_of(column, clash))} holds a tweet id "
                                    "equal to a raw user id of the day; set [sharing] tweet_ids = pseudonymise")
