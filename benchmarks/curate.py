@@ -6,7 +6,7 @@ more than 100,000 tweets repeats the 100,000-tweet pages with fresh tweet ids. E
 runs in a child process, so its peak RSS (VmHWM) and CPU time are its own:
 
 - curate: `Curator.batches` over the decompressed stream, every batch through `check_batch`, into
-  one zstd Parquet file (what CuratedTweets does, minus S3 and the Delta commit);
+  one zstd Parquet file (`write_parquet`: what CuratedTweets does, minus S3 and the Delta commit);
 - duckdb: the anchor, `SET threads=1`: read_json of the same file, unnest of data and
   includes.users, join of the authors, 29 columns (lists, url hosts, flags), zstd Parquet out;
 - floor: decompress + orjson.loads of every page (the cheapest way Python can read the day);
@@ -99,19 +99,14 @@ def raw_stream(path: Path):
 
 
 def curate(path: Path) -> dict:
-    import pyarrow.parquet as pq
-
-    from flixluigi.curate import SCHEMA, Curator, check_batch
+    from flixluigi.curate import Curator, write_parquet
     from flixluigi.days import bounded_memory
     from flixluigi.pseudonym import Pseudonymizer
 
     bounded_memory()  # as curate_day
     curator = Curator(DAY, Pseudonymizer(KEY), datetime.now(UTC))
-    with raw_stream(path) as raw, tempfile.TemporaryFile() as sink, pq.ParquetWriter(sink, SCHEMA, compression="zstd") as out:
-        for batch in curator.batches(raw):
-            check_batch(batch, curator.stats)
-            out.write_batch(batch)
-    return {"rows": curator.stats.rows}
+    with raw_stream(path) as raw, tempfile.TemporaryFile() as sink:
+        return {"rows": write_parquet(raw, sink, curator).rows}
 
 
 def parse_floor(path: Path) -> dict:
