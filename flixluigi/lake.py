@@ -36,7 +36,7 @@ DAY_KEY = "flixluigi.day"
 log = logging.getLogger("luigi-interface")
 # The Rust writer keeps a file's bytes and its open row group in memory until they are full: its
 # defaults (1M-row row groups, ~100 MB files) held most of a large day at once. Smaller ones bound
-# a day's write (benchmarks/memory.py: 847 MB -> ~320 MB peak for a 1,000,000-post day, with
+# a day's write (benchmarks/memory.py: 752 MB -> 314 MB peak for a 1,000,000-post day, with
 # curation's own savings); a 1,000,000-post day is a dozen files of ~8 MB. zstd like the raw objects.
 ROW_GROUP_ROWS = 16_384
 TARGET_FILE_BYTES = 8 << 20
