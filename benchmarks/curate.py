@@ -6,13 +6,15 @@ more than 100,000 tweets repeats the 100,000-tweet pages with fresh tweet ids. E
 runs in a child process, so its peak RSS (VmHWM) and CPU time are its own:
 
 - curate: `Curator.batches` over the decompressed stream, every batch through `check_batch`, into
-  one zstd Parquet file (what CuratedTweets does, minus S3 and the Delta commit);
+  one zstd Parquet file (`write_parquet`: what CuratedTweets does, minus S3 and the Delta commit);
 - duckdb: the anchor, `SET threads=1`: read_json of the same file, unnest of data and
   includes.users, join of the authors, 29 columns (lists, url hosts, flags), zstd Parquet out;
 - floor: decompress + orjson.loads of every page (the cheapest way Python can read the day);
-- arrow: decompress + Arrow's JSON reader with curation's schema (the parser curation uses).
+- arrow: decompress + Arrow's JSON reader with curation's schema (the parser curation uses);
+- raw:CODEC: writing the same day's pages as a fetch does (orjson + compression), with zstd as
+  RawTweets writes it and with gzip at levels 1, 6 and 9.
 
-Target (issue 14): curation >= 1.0x DuckDB single-threaded. `--profile` writes a cProfile of the
+Targets (issue 14): curation >= 1.0x DuckDB single-threaded; raw writing <= 0.3x curation. `--profile` writes a cProfile of the
 curation of the first size to DIR/curate.prof (and prints its top entries).
 
     python benchmarks/curate.py [--sizes 100000] [--dir /tmp/flixluigi-bench] [--repeat 3] [--profile]
@@ -21,6 +23,7 @@ curation of the first size to DIR/curate.prof (and prints its top entries).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -60,22 +63,22 @@ def sandbox_pages(day: date = DAY, volume: int = BASE) -> list[dict]:
         params["next_token"] = body["meta"]["next_token"]
 
 
-def day_lines(pages: list[dict], size: int) -> list[bytes]:
+def day_lines(pages: list[dict], size: int) -> Iterator[bytes]:
     """`size` tweets as JSON lines: the pages, repeated with fresh tweet ids past the first copy."""
-    lines, written = [], 0
-    for copy in range(size // max(1, sum(len(p.get("data", [])) for p in pages)) + 1):
+    written, copy = 0, 0
+    while written < size:
         for page in pages:
             data = page.get("data", [])
             if written >= size:
-                return lines
+                return
             if copy:
                 page = {**page, "data": [{**t, "id": str(int(t["id"]) + (copy << 17))} for t in data]}
                 data = page["data"]
                 if written + len(data) > size:
                     page["data"] = data = data[: size - written]
-            lines.append(orjson.dumps(page) + b"\n")
+            yield orjson.dumps(page) + b"\n"
             written += len(data)
-    return lines
+        copy += 1
 
 
 def generate(path: Path, size: int) -> None:
@@ -96,17 +99,14 @@ def raw_stream(path: Path):
 
 
 def curate(path: Path) -> dict:
-    import pyarrow.parquet as pq
-
-    from flixluigi.curate import SCHEMA, Curator, check_batch
+    from flixluigi.curate import Curator, write_parquet
+    from flixluigi.days import bounded_memory
     from flixluigi.pseudonym import Pseudonymizer
 
+    bounded_memory()  # as curate_day
     curator = Curator(DAY, Pseudonymizer(KEY), datetime.now(UTC))
-    with raw_stream(path) as raw, tempfile.TemporaryFile() as sink, pq.ParquetWriter(sink, SCHEMA, compression="zstd") as out:
-        for batch in curator.batches(raw):
-            check_batch(batch, curator.stats)
-            out.write_batch(batch)
-    return {"rows": curator.stats.rows}
+    with raw_stream(path) as raw, tempfile.TemporaryFile() as sink:
+        return {"rows": write_parquet(raw, sink, curator).rows}
 
 
 def parse_floor(path: Path) -> dict:
@@ -124,6 +124,46 @@ def arrow_floor(path: Path) -> dict:
 
     with raw_stream(path) as raw:
         return {"rows": sum(len(pc.list_flatten(pages.column("data"))) for pages in _read_stream(raw))}
+
+
+RAW_CODECS = {"zst": "zstd, pyarrow's default level (1): what RawTweets writes", "gz1": "gzip level 1",
+              "gz6": "gzip level 6", "gz9": "gzip level 9"}
+
+
+class _Counter(io.RawIOBase):
+    """A sink that only counts what it is given (an upload's cost is not the codec's)."""
+
+    size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return len(data)
+
+
+def write_raw(path: Path, codec: str) -> dict:
+    """Serialise the day's pages (orjson) and compress them as RawTweets does (`compressed`), or
+    with gzip at a level. The pages are parsed before the clock starts: a fetch has them as dicts."""
+    import gzip
+
+    from flixluigi.days import compressed
+
+    with raw_stream(path) as raw:
+        pages = [orjson.loads(line) for line in raw]
+    started = time.perf_counter()
+    with _Counter() as sink:
+        if codec == "zst":
+            with compressed(sink, "zst") as out:
+                for page in pages:
+                    out.write(orjson.dumps(page) + b"\n")
+        else:
+            with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=int(codec[2:])) as out:
+                for page in pages:
+                    out.write(orjson.dumps(page) + b"\n")
+    return {"rows": sum(len(page.get("data", ())) for page in pages), "clock": time.perf_counter() - started,
+            "mb": sink.size / 1e6}
 
 
 _S = "VARCHAR"
@@ -177,7 +217,9 @@ def duckdb_flatten(path: Path) -> dict:
         return {"rows": db.sql(f"SELECT count(*) FROM '{out}'").fetchone()[0]}
 
 
-MODES: dict[str, Callable[[Path], dict]] = {"curate": curate, "duckdb": duckdb_flatten, "floor": parse_floor, "arrow": arrow_floor}
+MODES: dict[str, Callable[[Path], dict]] = {"curate": curate, "duckdb": duckdb_flatten, "floor": parse_floor, "arrow": arrow_floor,
+                                            **{f"raw:{codec}": lambda path, codec=codec: write_raw(path, codec)
+                                               for codec in RAW_CODECS}}
 
 
 def peak_rss_mb() -> float:
@@ -201,7 +243,7 @@ def child(mode: str, path: str, profile: str) -> None:
         profiler.dump_stats(profile)
     else:
         result = run(Path(path))
-    result["seconds"] = time.perf_counter() - started
+    result["seconds"] = result.pop("clock", time.perf_counter() - started)
     after = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu_seconds"] = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
     result["peak_rss_mb"] = peak_rss_mb()
@@ -250,6 +292,10 @@ def main() -> None:
         print(f"  curation vs DuckDB: {duck['seconds'] / cur['seconds']:.2f}x (target >= 1.0x); "
               f"vs zstd + orjson: {figures['floor']['seconds'] / cur['seconds']:.2f}x; "
               f"Arrow's parse is {figures['arrow']['seconds'] / cur['seconds']:.0%} of curation")
+        print("  writing the raw day (orjson + compression), target <= 0.3x curation:")
+        for codec, label in RAW_CODECS.items():
+            f = figures[f"raw:{codec}"]
+            print(f"    {label:<52} {f['seconds']:5.2f} s = {f['seconds'] / cur['seconds']:.2f}x curation, {f['mb']:4.0f} MB")
         if args.profile and n == 0:
             import pstats
 

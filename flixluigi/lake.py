@@ -11,6 +11,7 @@ table state (add actions with their statistics), and no content reaches `_delta_
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +20,7 @@ from datetime import date
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from flixluigi import config
@@ -36,6 +37,14 @@ DAY_KEY = "flixluigi.day"
 # object_store colours its error chains ("Generic S3 error \x1b[31m↳\x1b[0m ..."); messages go to
 # Slack, webhooks and `flixluigi status`, where the escapes are noise.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+log = logging.getLogger("luigi-interface")
+# The Rust writer keeps a file's bytes and its open row group in memory until they are full: its
+# defaults (1M-row row groups, ~100 MB files) held most of a large day at once. Smaller ones bound
+# a day's write (benchmarks/memory.py: 752 MB -> 314 MB peak for a 1,000,000-post day, with
+# curation's own savings); a 1,000,000-post day is a dozen files of ~8 MB. zstd like the raw objects.
+ROW_GROUP_ROWS = 16_384
+TARGET_FILE_BYTES = 8 << 20
+WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="ZSTD")
 
 
 class CommitConflict(StorageError):
@@ -156,6 +165,7 @@ class CuratedTable:
                 existing if existing is not None else self.uri,
                 pa.RecordBatchReader.from_batches(schema, guarded()),
                 mode="overwrite", predicate=f"date = '{day.isoformat()}'", partition_by=["date"], schema_mode="merge",
+                target_file_size=TARGET_FILE_BYTES, writer_properties=WRITER,
                 storage_options=None if existing is not None else self.options,
                 configuration=None if existing is not None else TABLE_CONFIGURATION,
                 commit_properties=CommitProperties(custom_metadata={DAY_KEY: day.isoformat(), **metadata},
@@ -226,9 +236,10 @@ def retrying_conflicts(action: Callable[[], int], done: Callable[[], bool], trie
     for attempt in range(tries):
         try:
             return action()
-        except CommitConflict:
+        except CommitConflict as exc:
             if done():
                 return None
             if attempt == tries - 1:
                 raise
+            log.warning("%s (try %d of %d)", exc, attempt + 2, tries)
     return None

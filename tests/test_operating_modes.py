@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from luigi.tools.range import RangeDaily
 
-from flixluigi import Backfill, CuratedTweets, maintenance
+from flixluigi import Backfill, CuratedTweets, Rebuild, maintenance
 from tests.conftest import free_port
 from tests.helpers import body, curated, failure_key, keys
 
@@ -50,6 +50,21 @@ def test_a_range_with_two_workers(pipeline, tmp_path):
     assert maintenance.verify(date(2022, 10, 1), date(2022, 10, 4)) == []
     assert set(curated(pipeline.seaweed.endpoint, pipeline.run).column("date").to_pylist()) == {
         date(2022, 10, d) for d in range(1, 5)}
+
+
+def test_a_forked_worker_never_uses_the_scheduling_process_s3_connections(pipeline):
+    """With --workers N each task runs in a fork of the process that checked its completeness."""
+    task = Rebuild(date(2022, 10, 1), since=datetime(2022, 10, 2))
+    assert not task.complete()  # the scheduler's question, through its pooled connection
+    scheduler_client = task.storage.s3
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the worker's fork: report and leave without running any of pytest's teardown
+        os.write(writer, b"own" if task.storage.s3 is not scheduler_client else b"inherited")
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    assert os.read(reader, 16) == b"own"
 
 
 @pytest.mark.faults
