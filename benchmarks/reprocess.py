@@ -1,13 +1,15 @@
-"""Reprocessing stored days from their raw fetches with one worker and with two, same run.
+"""Reprocessing stored, already curated days from their raw fetches with one worker and with two, same run.
 
 Twenty days (--days) of the sandbox's generated #FlixBus (--volume posts a day) are stored in a
-SeaweedFS of the benchmark's own as RawTweets stores them; then
-`luigi --module flixluigi Reprocess --start D1 --end D20 --local-scheduler --workers N` rebuilds
-them all from the stored raw days (no API), for N = 1 and then 2, each into a table of its own
-(same starting state). Printed per run: wall and CPU time (the luigi process and its children),
-the sum of the days' own durations (their records' duration_seconds), what remains per day
-(scheduling, forks, start-up), and commits that had to be retried over another writer's:
-retried by delta-rs (its commits' num_retries) or lost and redone by flixluigi (CommitConflict).
+SeaweedFS of the benchmark's own as RawTweets stores them and curated once into the table, the
+state a key rotation or a schema change finds. Then
+`luigi --module flixluigi Reprocess --start D1 --end D20 --since NOW --local-scheduler --workers N`
+replaces them all from the stored raw days (no API), for N = 1 and then 2, on that same table.
+Printed per run: wall and CPU time (the luigi process and its children), the CPU the SeaweedFS
+server used meanwhile (it shares the two cores here; in a deployment MinIO has its own), the sum
+of the days' own durations (their records' duration_seconds), what remains per day (scheduling,
+forks, start-up), and commits that had to be retried over another writer's: retried by delta-rs
+(its commits' num_retries) or lost and redone by flixluigi (CommitConflict).
 Target (issue 14): 2 workers >= 1.6x faster than 1 on 2 cores.
 
     python benchmarks/reprocess.py [--days 20] [--volume 20000] [--dir /tmp/flixluigi-reprocess]
@@ -23,7 +25,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from stored import configure, luigi, seaweedfs, store_day
+from stored import configure, luigi, seaweedfs, server_cpu_seconds, store_day
 
 S3_PORT, PORT_BASE = 18533, 19533  # and the gRPC ports, +10000: clear of the tests' and other benchmarks'
 FIRST = date(2022, 9, 1)
@@ -66,26 +68,27 @@ def store_days(days: list[date], volume: int) -> int:
     return posts
 
 
-def commits(prefix: str) -> tuple[int, int]:
-    """(commits, retries of them over a concurrent commit, as delta-rs counted them) in the run's Delta log."""
+def commits(prefix: str, after: int) -> tuple[int, int]:
+    """(commits, retries of them over a concurrent commit, as delta-rs counted them) in the Delta log past version `after`."""
     from flixluigi.storage import Storage
 
     store = Storage.from_config()
     total = retries = 0
     for key in store.list_keys(f"{prefix}/curated/_delta_log/"):
-        if key.endswith(".json"):
+        if key.endswith(".json") and int(key.rsplit("/", 1)[1].split(".")[0]) > after:
             info = json.loads(store.get_bytes(key).splitlines()[0]).get("commitInfo", {})
             total += 1
             retries += info.get("operationMetrics", {}).get("num_retries", 0)
     return total, retries
 
 
-def durations(prefix: str) -> float:
-    """The sum of the days' own durations, from their records."""
+def durations(prefix: str, since: str) -> float:
+    """The sum of the days' own durations, from their records made since the stamp `since`."""
     from flixluigi.storage import Storage
 
-    store = Storage.from_config()
-    return sum(store.get_json(key)["duration_seconds"] for key in store.list_keys(f"{prefix}/records/curated/"))
+    store = Storage.from_config()  # flixluigi imported once configure() has pointed luigi at the benchmark's store
+    return sum(store.get_json(key)["duration_seconds"] for key in store.list_keys(f"{prefix}/records/curated/")
+               if key.rsplit("/", 1)[1] >= since)
 
 
 def main() -> None:
@@ -99,25 +102,28 @@ def main() -> None:
     days = [FIRST + timedelta(days=n) for n in range(args.days)]
     run = f"reprocess-{int(time.time())}"
     with seaweedfs(workdir, S3_PORT, PORT_BASE) as endpoint:
-        configure(workdir, endpoint, run)
+        cfg = configure(workdir, endpoint, run)
         started = time.perf_counter()
         posts = store_days(days, args.volume)
-        print(f"stored {len(days)} raw days, {posts:,} posts, in {time.perf_counter() - started:.0f}s")
+        span = ["--start", days[0].isoformat(), "--end", days[-1].isoformat(), "--local-scheduler"]
+        luigi(["Backfill", *span, "--workers", "2"], cfg, workdir)
+        print(f"stored and curated {len(days)} raw days, {posts:,} posts, in {time.perf_counter() - started:.0f}s")
         seconds, machine = {}, [capacity()]
         for workers in (1, 2):
-            prefix = f"{run}-workers-{workers}"  # the same raw days; a table and records of the run's own
-            cfg = configure(workdir, endpoint, prefix, raw=run)
-            since = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H%M%S")
-            result = luigi(["Reprocess", "--start", days[0].isoformat(), "--end", days[-1].isoformat(), "--since", since,
-                            "--local-scheduler", "--workers", str(workers)], cfg, workdir)
+            version = commits(run, -1)[0] - 1
+            now = datetime.now(UTC) + timedelta(seconds=1)
+            server = server_cpu_seconds(workdir)
+            result = luigi(["Reprocess", *span, "--since", now.strftime("%Y-%m-%dT%H%M%S"), "--workers", str(workers)],
+                           cfg, workdir)
+            server = server_cpu_seconds(workdir) - server
             seconds[workers] = result["seconds"]
-            total, retries = commits(prefix)
-            inside = durations(prefix)
+            total, retries = commits(run, version)
+            inside = durations(run, now.strftime("%Y%m%dT%H%M%S%fZ"))
             lost = result["log"].count("committed to")
             print(f"--workers {workers}: {result['seconds']:.1f}s wall ({posts / result['seconds']:,.0f} posts/s), "
-                  f"{result['cpu_seconds']:.1f}s CPU, peak RSS {result['peak_rss_mb']:.0f} MB; days' own durations "
-                  f"{inside:.1f}s in all, {(result['seconds'] * workers - inside) / len(days):.2f}s a day besides; "
-                  f"{total} commits, {retries} retries in delta-rs, {lost} lost and redone")
+                  f"{result['cpu_seconds']:.1f}s CPU, SeaweedFS {server:.1f}s CPU, peak RSS {result['peak_rss_mb']:.0f} MB; "
+                  f"days' own durations {inside:.1f}s in all, {(result['seconds'] * workers - inside) / len(days):.2f}s a "
+                  f"day besides; {total} commits, {retries} retries in delta-rs, {lost} lost and redone")
         machine.append(capacity())
         speedup, ceiling = seconds[1] / seconds[2], sum(machine) / len(machine)
         print(f"speedup with 2 workers: {speedup:.2f}x (target >= {TARGET}x on 2 cores); this machine meanwhile: two "

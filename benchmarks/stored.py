@@ -39,6 +39,13 @@ def seaweedfs(workdir: Path, s3_port: int, port_base: int) -> Iterator[str]:
         subprocess.run([script, "stop"], env=env, check=True, capture_output=True)
 
 
+def server_cpu_seconds(workdir: Path) -> float:
+    """CPU time the benchmark's SeaweedFS has used so far: on this machine it shares the cores with the workers."""
+    pid = (workdir / "seaweed" / "weed.pid").read_text().strip()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def configure(workdir: Path, endpoint: str, prefix: str, raw: str = "") -> Path:
     """A luigi.cfg (the project's, pointed at the benchmark's store and prefix; the raw days under
     `raw`'s, when given) for this process and its children."""
