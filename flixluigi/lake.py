@@ -40,10 +40,11 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 log = logging.getLogger("luigi-interface")
 # The Rust writer keeps a file's bytes and its open row group in memory until they are full: its
 # defaults (1M-row row groups, ~100 MB files) held most of a large day at once. Smaller ones bound
-# a day's write (benchmarks/memory.py: 752 MB -> 314 MB peak for a 1,000,000-post day, with
-# curation's own savings); a 1,000,000-post day is a dozen files of ~8 MB. zstd like the raw objects.
+# a day's write (benchmarks/memory.py, a 1,000,000-post day: 752 MB peak with them; 314 MB with
+# 8 MB files; 294 MB with 4 MB files, two dozen of them). Row groups below 16k rows saved nothing
+# more. zstd like the raw objects.
 ROW_GROUP_ROWS = 16_384
-TARGET_FILE_BYTES = 8 << 20
+TARGET_FILE_BYTES = 4 << 20
 WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="ZSTD")
 
 
