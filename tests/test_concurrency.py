@@ -9,7 +9,11 @@ day); then it re-checks completeness and ends without writing, as the day is don
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import botocore.exceptions
 import pytest
@@ -27,27 +31,46 @@ LOG_ENTRY = r"/_delta_log/\d{20}\.json$"
 pytestmark = pytest.mark.faults
 
 
+@dataclass
+class Held:
+    proxy: FaultProxy
+    err: str = ""  # the held command's stderr, once it has ended
+
+
+@contextmanager
+def held_at_commit(pipeline, workdir: Path, *args: str, proxied: bool = False) -> Iterator[Held]:
+    """`luigi ARGS` in a process of its own, held at its Delta log PUT for the block (its data files
+    written, its commit not), then let go and waited for; it must succeed. Inside the block the
+    tests' own commands go to the store directly, or through the proxy too (recorded) if `proxied`."""
+    endpoint = pipeline.seaweed.endpoint
+    with FaultProxy(endpoint) as proxy:
+        pipeline.set("s3", "endpoint_url", proxy.url)
+        rule = proxy.add(Rule("PUT", LOG_ENTRY, "hold"))
+        writer = kill_worker.start(pipeline, workdir, *args)
+        held = Held(proxy)
+        try:
+            assert rule.reached.wait(60), f"{args[0]} never committed"
+            if not proxied:
+                pipeline.set("s3", "endpoint_url", endpoint)
+            yield held
+            rule.release.set()
+            _, held.err = writer.communicate(timeout=60)
+        finally:
+            pipeline.set("s3", "endpoint_url", endpoint)
+            if writer.poll() is None:
+                writer.kill()
+    assert writer.returncode == 0, held.err[-3000:]
+
+
 def race(pipeline, tmp_path, first_day: date, second_day: date) -> list:
     """CuratedTweets of `first_day` is held at its commit while CuratedTweets of `second_day` runs
     to its end; then the first goes on. Both are `luigi` commands. Returns the log PUTs in the order
     the store answered them."""
-    with FaultProxy(pipeline.seaweed.endpoint) as proxy:
-        pipeline.set("s3", "endpoint_url", proxy.url)
-        held = proxy.add(Rule("PUT", LOG_ENTRY, "hold"))
-        first = kill_worker.start(pipeline, tmp_path / "first", "CuratedTweets", "--date", str(first_day))
-        try:
-            assert held.reached.wait(60), "the first writer never committed"
-            second = kill_worker.run(pipeline, tmp_path / "second", "CuratedTweets", "--date", str(second_day))
-            held.release.set()
-            _, first_err = first.communicate(timeout=60)
-        finally:
-            if first.poll() is None:
-                first.kill()
-    pipeline.set("s3", "endpoint_url", pipeline.seaweed.endpoint)
+    with held_at_commit(pipeline, tmp_path / "first", "CuratedTweets", "--date", str(first_day), proxied=True) as first:
+        second = kill_worker.run(pipeline, tmp_path / "second", "CuratedTweets", "--date", str(second_day))
     assert second.returncode == 0, second.stderr[-3000:]
-    assert first.returncode == 0, first_err[-3000:]
-    assert f"ran successfully:\n    - 1 CuratedTweets(date={first_day})" in first_err
-    return [(put.key.rsplit("/", 1)[1], put.action, put.status) for put in proxy.requests("PUT", LOG_ENTRY)]
+    assert f"ran successfully:\n    - 1 CuratedTweets(date={first_day})" in first.err
+    return [(put.key.rsplit("/", 1)[1], put.action, put.status) for put in first.proxy.requests("PUT", LOG_ENTRY)]
 
 
 def test_two_writers_on_one_day_the_loser_finds_the_day_done(pipeline, tmp_path):
@@ -82,20 +105,8 @@ def test_a_reprocess_that_loses_to_a_restore_rebuilds_from_the_restored_fetch(pi
     assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
     restored = current_fetch(endpoint, run, DAY)
     assert build(Reprocess(start=DAY, refetch=True, since=since_now())).status == LuigiStatusCode.SUCCESS
-    with FaultProxy(endpoint) as proxy:
-        pipeline.set("s3", "endpoint_url", proxy.url)
-        held = proxy.add(Rule("PUT", LOG_ENTRY, "hold"))
-        writer = kill_worker.start(pipeline, tmp_path / "reprocess", "Reprocess", "--start", str(DAY))
-        try:
-            assert held.reached.wait(60), "the Reprocess never committed"
-            pipeline.set("s3", "endpoint_url", endpoint)
-            assert maintenance.restore(DAY, 0).startswith(f"{DAY}: version 0 restored as version 2 ")
-            held.release.set()
-            _, err = writer.communicate(timeout=60)
-        finally:
-            if writer.poll() is None:
-                writer.kill()
-    assert writer.returncode == 0, err[-3000:]
+    with held_at_commit(pipeline, tmp_path / "reprocess", "Reprocess", "--start", str(DAY)):
+        assert maintenance.restore(DAY, 0).startswith(f"{DAY}: version 0 restored as version 2 ")
     assert current_fetch(endpoint, run, DAY) == restored
     history = table(endpoint, run).history()
     assert [(e["version"], e["flixluigi.raw_fetch"] in restored) for e in history[:2]] == [(3, True), (2, True)]
@@ -134,21 +145,9 @@ def test_vacuum_while_a_writer_commits_keeps_the_writers_files(pipeline, tmp_pat
     endpoint, run = pipeline.seaweed.endpoint, pipeline.run
     assert build(CuratedTweets(OTHER), RawTweets(DAY)).status == LuigiStatusCode.SUCCESS
     pipeline.set("storage", "keep_versions_days", "0")  # min_file_age_hours keeps its default
-    with FaultProxy(endpoint) as proxy:
-        pipeline.set("s3", "endpoint_url", proxy.url)
-        held = proxy.add(Rule("PUT", LOG_ENTRY, "hold"))
-        writer = kill_worker.start(pipeline, tmp_path / "writer", "CuratedTweets", "--date", str(DAY))
-        try:
-            assert held.reached.wait(60), "the writer never committed"
-            pipeline.set("s3", "endpoint_url", endpoint)
-            uncommitted = keys(endpoint, f"{run}/curated/tweets/date={DAY}/")
-            assert uncommitted and table(endpoint, run).version() == 0
-            maintenance.vacuum(apply=True)
-            assert keys(endpoint, f"{run}/curated/tweets/date={DAY}/") == uncommitted
-            held.release.set()
-            _, err = writer.communicate(timeout=60)
-        finally:
-            if writer.poll() is None:
-                writer.kill()
-    assert writer.returncode == 0, err[-3000:]
+    with held_at_commit(pipeline, tmp_path / "writer", "CuratedTweets", "--date", str(DAY)):
+        uncommitted = keys(endpoint, f"{run}/curated/tweets/date={DAY}/")
+        assert uncommitted and table(endpoint, run).version() == 0
+        maintenance.vacuum(apply=True)
+        assert keys(endpoint, f"{run}/curated/tweets/date={DAY}/") == uncommitted
     assert maintenance.verify(OTHER, DAY) == []
