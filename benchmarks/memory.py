@@ -23,19 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
-from stored import configure, luigi, seaweedfs, store_day
+from stored import configure, luigi, seaweedfs, since, since_arg, store_day
 
 S3_PORT, PORT_BASE = 18533, 19533  # and the gRPC ports, +10000: clear of the tests' and other benchmarks'
 DAY = date(2022, 9, 12)
 TARGET_MB = 300
-
-
-def since() -> str:
-    """A Reprocess --since after every record so far (whole seconds: one written this second must not count)."""
-    return (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H%M%S")
 
 
 def curate_alone(day: date) -> None:
@@ -79,7 +74,7 @@ def main() -> None:
         print(f"  curation alone (S3 in, batches dropped): peak RSS {rss:.0f} MB")
         runs = {"CuratedTweets, the table's first commit": lambda: ["CuratedTweets", "--date", DAY.isoformat()],
                 "Reprocess of the day, replacing it in the table":
-                    lambda: ["Reprocess", "--start", DAY.isoformat(), "--since", since()]}
+                    lambda: ["Reprocess", "--start", DAY.isoformat(), "--since", since_arg(since())]}
         for label, task_args in runs.items():
             task = luigi([*task_args(), "--local-scheduler"], cfg, workdir)
             print(f"  {label}: {task['seconds']:.1f}s wall, {task['cpu_seconds']:.1f}s CPU, peak RSS "

@@ -22,10 +22,10 @@ import json
 import multiprocessing
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from stored import configure, luigi, seaweedfs, server_cpu_seconds, store_day
+from stored import configure, luigi, seaweedfs, server_cpu_seconds, since, since_arg, store_day
 
 S3_PORT, PORT_BASE = 18533, 19533  # and the gRPC ports, +10000: clear of the tests' and other benchmarks'
 FIRST = date(2022, 9, 1)
@@ -82,13 +82,14 @@ def commits(prefix: str, after: int) -> tuple[int, int]:
     return total, retries
 
 
-def durations(prefix: str, since: str) -> float:
-    """The sum of the days' own durations, from their records made since the stamp `since`."""
+def durations(prefix: str, after: datetime) -> float:
+    """The sum of the days' own durations, from their records made after `after` (record names start with their stamp)."""
+    from flixluigi.layout import stamp  # flixluigi imported once configure() has pointed luigi at the benchmark's store
     from flixluigi.storage import Storage
 
-    store = Storage.from_config()  # flixluigi imported once configure() has pointed luigi at the benchmark's store
+    store = Storage.from_config()
     return sum(store.get_json(key)["duration_seconds"] for key in store.list_keys(f"{prefix}/records/curated/")
-               if key.rsplit("/", 1)[1] >= since)
+               if key.rsplit("/", 1)[1] >= stamp(after))
 
 
 def main() -> None:
@@ -111,14 +112,14 @@ def main() -> None:
         seconds, machine = {}, [capacity()]
         for workers in (1, 2):
             version = commits(run, -1)[0] - 1
-            now = datetime.now(UTC) + timedelta(seconds=1)
+            now = since()
             server = server_cpu_seconds(workdir)
-            result = luigi(["Reprocess", *span, "--since", now.strftime("%Y-%m-%dT%H%M%S"), "--workers", str(workers)],
+            result = luigi(["Reprocess", *span, "--since", since_arg(now), "--workers", str(workers)],
                            cfg, workdir)
             server = server_cpu_seconds(workdir) - server
             seconds[workers] = result["seconds"]
             total, retries = commits(run, version)
-            inside = durations(run, now.strftime("%Y%m%dT%H%M%S%fZ"))
+            inside = durations(run, now)
             lost = result["log"].count("committed to")
             print(f"--workers {workers}: {result['seconds']:.1f}s wall ({posts / result['seconds']:,.0f} posts/s), "
                   f"{result['cpu_seconds']:.1f}s CPU, SeaweedFS {server:.1f}s CPU, peak RSS {result['peak_rss_mb']:.0f} MB; "

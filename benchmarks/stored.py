@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,16 @@ def seaweedfs(workdir: Path, s3_port: int, port_base: int) -> Iterator[str]:
         yield f"http://127.0.0.1:{s3_port}"
     finally:
         subprocess.run([script, "stop"], env=env, check=True, capture_output=True)
+
+
+def since() -> datetime:
+    """A Reprocess --since after every record so far (whole seconds: one written this second must not count)."""
+    return (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+
+
+def since_arg(instant: datetime) -> str:
+    """`instant` as Reprocess's --since parameter takes it."""
+    return instant.strftime("%Y-%m-%dT%H%M%S")
 
 
 def server_cpu_seconds(workdir: Path) -> float:
