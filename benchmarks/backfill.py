@@ -49,10 +49,10 @@ def configure(prefix: str) -> None:
 def completeness(n_days: int) -> None:
     """Stores n_days days (pointer, fetch object, record each; 1% missing) and times bulk_complete."""
     from flixluigi import CuratedTweets
-    from flixluigi.days import pseudonymizer, sharing
-    from flixluigi.layout import new_fetch_id
-    from flixluigi.state import Build, layout
-    from flixluigi.storage import Storage
+    from flixluigi.store.layout import new_fetch_id
+    from flixluigi.store.s3 import Storage
+    from flixluigi.store.state import Build, layout
+    from flixluigi.work import pseudonymizer, sharing
 
     configure(f"completeness-{n_days}-{int(time.time())}")
     store, where, key_id = Storage.from_config(), layout(), pseudonymizer().key_id

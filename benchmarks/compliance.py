@@ -59,9 +59,10 @@ def main() -> None:
 
 
 def run(n_days: int, volume: int, rate: float, token: str) -> None:
-    from flixluigi import Compliance, CuratedTweets, sandbox
-    from flixluigi.sandbox.compliance import ComplianceConfig
-    from flixluigi.storage import Storage
+    from devkit import sandbox
+    from devkit.sandbox.compliance import ComplianceConfig
+    from flixluigi import Compliance, CuratedTweets
+    from flixluigi.store.s3 import Storage
 
     scale = 0.01
     server = sandbox.start(token=token, volume=volume, time_scale=scale,

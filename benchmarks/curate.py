@@ -1,7 +1,7 @@
 """Curation of a generated raw day beside DuckDB on one thread and the parse floors, same file, same run.
 
 The raw day comes from the sandbox's own generator and API code (full expansions, 100 tweets a
-page) and is written as RawTweets writes it (`flixluigi.days.compressed`, zstd JSONL); a day of
+page) and is written as RawTweets writes it (`flixluigi.store.rawio.compressed`, zstd JSONL); a day of
 more than 100,000 tweets repeats the 100,000-tweet pages with fresh tweet ids. Each measurement
 runs in a child process, so its peak RSS (VmHWM) and CPU time are its own:
 
@@ -46,8 +46,8 @@ def sandbox_pages(day: date = DAY, volume: int = BASE) -> list[dict]:
     """Every search page of a sandbox day, as the API answers them."""
     from datetime import timedelta
 
+    from devkit.sandbox.api import Corpus, SandboxApi
     from flixluigi.config import DEFAULT_EXPANSIONS, DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS
-    from flixluigi.sandbox.api import Corpus, SandboxApi
 
     api = SandboxApi(Corpus(volume=volume, seed=1))
     params = {"query": "#FlixBus", "start_time": f"{day}T00:00:00Z", "end_time": f"{day + timedelta(days=1)}T00:00:00Z",
@@ -83,7 +83,7 @@ def day_lines(pages: list[dict], size: int) -> Iterator[bytes]:
 
 def generate(path: Path, size: int) -> None:
     """A raw day of `size` tweets written as RawTweets writes it."""
-    from flixluigi.days import compressed
+    from flixluigi.store.rawio import compressed
 
     lines = day_lines(sandbox_pages(), size)
     with path.open("wb") as sink, compressed(sink, "zst") as raw:
@@ -93,15 +93,16 @@ def generate(path: Path, size: int) -> None:
 
 def raw_stream(path: Path):
     """The decompressed day, read as CuratedTweets reads a stored fetch."""
-    from flixluigi.days import decompressed
+    from flixluigi.store.rawio import decompressed
 
     return decompressed(path.open("rb"), path.name)
 
 
 def curate(path: Path) -> dict:
-    from flixluigi.curate import Curator, write_parquet
-    from flixluigi.days import bounded_memory
-    from flixluigi.pseudonym import Pseudonymizer
+    from devkit.parquet import write_parquet
+    from flixluigi.curation.curator import Curator
+    from flixluigi.curation.pseudonym import Pseudonymizer
+    from flixluigi.work import bounded_memory
 
     bounded_memory()  # as curate_day
     curator = Curator(DAY, Pseudonymizer(KEY), datetime.now(UTC))
@@ -120,7 +121,7 @@ def parse_floor(path: Path) -> dict:
 def arrow_floor(path: Path) -> dict:
     import pyarrow.compute as pc
 
-    from flixluigi.curate import _read_stream
+    from flixluigi.curation.curator import _read_stream
 
     with raw_stream(path) as raw:
         return {"rows": sum(len(pc.list_flatten(pages.column("data"))) for pages in _read_stream(raw))}
@@ -148,7 +149,7 @@ def write_raw(path: Path, codec: str) -> dict:
     with gzip at a level. The pages are parsed before the clock starts: a fetch has them as dicts."""
     import gzip
 
-    from flixluigi.days import compressed
+    from flixluigi.store.rawio import compressed
 
     with raw_stream(path) as raw:
         pages = [orjson.loads(line) for line in raw]
@@ -231,8 +232,8 @@ def peak_rss_mb() -> float:
 def child(mode: str, path: str, profile: str) -> None:
     run = MODES[mode]
     if mode == "curate":  # imports outside the timing, as a task has them before it runs
-        import flixluigi.curate
-        import flixluigi.days  # noqa: F401
+        import devkit.parquet  # noqa: F401
+        import flixluigi.work  # noqa: F401
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     if profile:

@@ -22,8 +22,8 @@ import logging
 import time
 from datetime import date
 
-from flixluigi import sandbox
-from flixluigi.xapi import XClient, day_window, search_path
+from devkit import sandbox
+from flixluigi.xapi.client import XClient, day_window, search_path
 
 DAY = date(2022, 9, 12)
 QUERY = "#FlixBus"

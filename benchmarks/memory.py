@@ -35,10 +35,12 @@ TARGET_MB = 300
 
 def curate_alone(day: date) -> None:
     """The child of the first measurement: curate the stored day, keep nothing."""
-    from flixluigi.curate import Curator, check_batch
-    from flixluigi.days import bounded_memory, open_raw, pseudonymizer
-    from flixluigi.state import layout, raw_day
-    from flixluigi.storage import Storage
+    from flixluigi.curation.curator import Curator
+    from flixluigi.curation.gate import check_batch
+    from flixluigi.store.rawio import open_raw
+    from flixluigi.store.s3 import Storage
+    from flixluigi.store.state import layout, raw_day
+    from flixluigi.work import bounded_memory, pseudonymizer
 
     bounded_memory()
     store = Storage.from_config()

@@ -70,7 +70,7 @@ def store_days(days: list[date], volume: int) -> int:
 
 def commits(prefix: str, after: int) -> tuple[int, int]:
     """(commits, retries of them over a concurrent commit, as delta-rs counted them) in the Delta log past version `after`."""
-    from flixluigi.storage import Storage
+    from flixluigi.store.s3 import Storage
 
     store = Storage.from_config()
     total = retries = 0
@@ -84,8 +84,8 @@ def commits(prefix: str, after: int) -> tuple[int, int]:
 
 def durations(prefix: str, after: datetime) -> float:
     """The sum of the days' own durations, from their records made after `after` (record names start with their stamp)."""
-    from flixluigi.layout import stamp  # flixluigi imported once configure() has pointed luigi at the benchmark's store
-    from flixluigi.storage import Storage
+    from flixluigi.store.layout import stamp  # flixluigi imported once configure() has pointed luigi at the benchmark's store
+    from flixluigi.store.s3 import Storage
 
     store = Storage.from_config()
     return sum(store.get_json(key)["duration_seconds"] for key in store.list_keys(f"{prefix}/records/curated/")

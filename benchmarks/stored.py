@@ -1,7 +1,7 @@
 """Raw days stored in a benchmark's own SeaweedFS, and `luigi` run on them as a user runs it.
 
 Shared by benchmarks/memory.py and benchmarks/reprocess.py. Days are written the way RawTweets
-writes them (`flixluigi.days.compressed` into a multipart upload, then `flixluigi.days.point`),
+writes them (`flixluigi.store.rawio.compressed` into a multipart upload, then `flixluigi.store.state.point`),
 from the sandbox's generated pages (benchmarks/curate.py). `luigi` always runs as a subprocess:
 deltalake's runtime does not survive the fork of `--workers N` once a process has used it, and a
 child of its own is the only way to read a task's peak RSS.
@@ -75,10 +75,10 @@ def configure(workdir: Path, endpoint: str, prefix: str, raw: str = "") -> Path:
 def store_day(day: date, lines: Iterable[bytes], tweets: int) -> dict:
     """One raw fetch of the day, written and pointed at as RawTweets does; returns its pointer."""
     from flixluigi import config
-    from flixluigi.days import compressed, point
-    from flixluigi.layout import new_fetch_id
-    from flixluigi.state import layout
-    from flixluigi.storage import Storage
+    from flixluigi.store.layout import new_fetch_id
+    from flixluigi.store.rawio import compressed
+    from flixluigi.store.s3 import Storage
+    from flixluigi.store.state import layout, point
 
     store, codec, fetch_id = Storage.from_config(), config.storage().raw_codec, new_fetch_id()
     key = layout().fetch_key(day, fetch_id, codec)

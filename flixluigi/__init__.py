@@ -4,9 +4,8 @@
 Importing the package puts its own defaults (`defaults.cfg`) first in Luigi's configuration path.
 """
 
-__version__ = "0.2.0"
-
 from flixluigi import config
+from flixluigi._version import __version__
 
 config.install_defaults()
 

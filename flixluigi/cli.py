@@ -9,10 +9,9 @@ from pathlib import Path
 
 import luigi.configuration
 
-from flixluigi import maintenance
-from flixluigi.lake import CuratedTable
-from flixluigi.storage import StorageError
-from flixluigi.xapi import XApiError
+from flixluigi.errors import FlixluigiError, first_line
+from flixluigi.ops import actions, status
+from flixluigi.store.lake import CuratedTable
 
 
 def parse_day(value: str) -> date:
@@ -24,14 +23,14 @@ def parse_day(value: str) -> date:
 
 def summary(day: date, samples: int) -> str:
     """Where a day lives and what the curated day holds, with a few pseudonymised rows."""
-    (status,) = maintenance.status(day, day)
+    (day_status,) = status.status(day, day)
     table = CuratedTable.from_config()
     rows = table.day_rows(day)
     lines = [
-        f"raw:     {status.pointer['object'] if status.pointer else 'missing'}"
-        + (f"  ({status.pointer['pages']} pages, {status.pointer['tweets']} tweets)" if status.pointer else ""),
-        f"curated: {table.uri} date={day}  ({status.curated}, {rows.num_rows} rows"
-        + (f", key {status.record['pseudonym_key_id']}, build {status.record['build_id']})" if status.record else ")"),
+        f"raw:     {day_status.pointer['object'] if day_status.pointer else 'missing'}"
+        + (f"  ({day_status.pointer['pages']} pages, {day_status.pointer['tweets']} tweets)" if day_status.pointer else ""),
+        f"curated: {table.uri} date={day}  ({day_status.curated}, {rows.num_rows} rows"
+        + (f", key {day_status.record['pseudonym_key_id']}, build {day_status.record['build_id']})" if day_status.record else ")"),
         f"columns: {', '.join(rows.column_names)}",
     ]
     if rows.num_rows:
@@ -42,7 +41,9 @@ def summary(day: date, samples: int) -> str:
 
 
 def write_report(start: date, end: date, out: str) -> str:
-    Path(out).write_text(maintenance.report_html(start, end), encoding="utf-8")
+    from flixluigi.ops.report import report_html  # plotly: only this command needs it
+
+    Path(out).write_text(report_html(start, end), encoding="utf-8")
     return f"report of {start}..{end} written to {out}"
 
 
@@ -82,19 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     end = getattr(args, "end", None) or getattr(args, "start", None)
     commands = {
         "summary": lambda: [summary(args.date, args.samples)],
-        "status": lambda: maintenance.status_lines(args.start, end),
-        "verify": lambda: maintenance.verify(args.start, end),
-        "estimate": lambda: maintenance.estimate(args.start, end),
-        "history": lambda: maintenance.history(args.date),
-        "restore": lambda: [maintenance.restore(args.date, args.version)],
-        "vacuum": lambda: maintenance.vacuum(args.apply),
-        "migrate": lambda: maintenance.migrate(args.apply),
+        "status": lambda: status.status_lines(args.start, end),
+        "verify": lambda: status.verify(args.start, end),
+        "estimate": lambda: status.estimate(args.start, end),
+        "history": lambda: status.history(args.date),
+        "restore": lambda: [actions.restore(args.date, args.version)],
+        "vacuum": lambda: actions.vacuum(args.apply),
+        "migrate": lambda: actions.migrate(args.apply),
         "report": lambda: [write_report(args.start, end, args.out)],
     }
     try:
         lines = commands[args.command]()
-    except (StorageError, XApiError, OSError, ValueError, LookupError) as exc:
-        print(f"flixluigi: {' '.join(str(exc).split())}", file=sys.stderr)
+    except (FlixluigiError, OSError, ValueError, LookupError) as exc:
+        print(f"flixluigi: {first_line(exc)}", file=sys.stderr)
         return 1
     if lines:
         print("\n".join(lines))

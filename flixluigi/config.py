@@ -16,7 +16,8 @@ from pathlib import Path
 import luigi
 import luigi.configuration
 
-from flixluigi.xapi import search_limits
+from flixluigi.errors import SettingsError, first_line
+from flixluigi.xapi.client import search_limits
 
 # note_tweet: the full text of a long post (`text` is cut at 280); edit_history_tweet_ids: its edit chain.
 DEFAULT_TWEET_FIELDS = ("attachments,author_id,conversation_id,created_at,edit_history_tweet_ids,entities,geo,id,"
@@ -118,10 +119,6 @@ class notify(luigi.Config):  # noqa: N801
                                                             "the `luigi` command line's scheduler options")
 
 
-class SettingsError(ValueError):
-    """A luigi.cfg value that cannot work; the message names the section, key and fix."""
-
-
 SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance, sharing)
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -130,8 +127,7 @@ def _load(section: type[luigi.Config]) -> luigi.Config:
     try:
         return section()
     except Exception as exc:  # Luigi's own parse errors: keep their detail, name the section
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SettingsError(f"luigi.cfg [{section.__name__}] is invalid: {detail}") from None
+        raise SettingsError(f"luigi.cfg [{section.__name__}] is invalid: {first_line(exc)}") from None
 
 
 def check_settings() -> None:

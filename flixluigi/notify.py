@@ -3,7 +3,7 @@
 FAILURE and BROKEN_TASK events and the pipeline's own warnings (WARNING_EVENT: empty day,
 counts mismatch, long rate-limit waits) become one message each to a Slack incoming webhook
 and/or a generic JSON webhook, whose URLs come from the environment ([notify] section). A
-message names the task, the day, the error in one line, a hint, and the task's page in luigid
+message names the task, the day, the error in one line, the error's hint, and the task's page in luigid
 when a central scheduler is used. Secrets are redacted from every message; a notification that
 cannot be delivered is logged and never fails the pipeline.
 """
@@ -21,37 +21,12 @@ import requests
 from luigi.cmdline_parser import CmdlineParser
 
 from flixluigi import config
-from flixluigi.config import SettingsError
-from flixluigi.curate import QualityError
-from flixluigi.days import NoRawDay
-from flixluigi.pseudonym import HmacKeyError
-from flixluigi.storage import StorageError
-from flixluigi.xapi import ApiUnreachable, TransientFault, Unauthorized, UsageCapped, XApiError
+from flixluigi.errors import first_line, hint_of
 
 log = logging.getLogger("luigi-interface")
 WARNING_EVENT = "flixluigi.warning"
-RERUN = "fix the cause and rerun the same command; complete days are skipped"
-HINTS: tuple[tuple[type[BaseException], str], ...] = (
-    (ApiUnreachable, "start the X API (or the sandbox) or fix [xapi] base_url, then rerun"),
-    (Unauthorized, "renew the bearer token in the variable named by [xapi] token_env, then rerun"),
-    (UsageCapped, "the plan's monthly cap is spent: wait for the next period or raise the cap"),
-    (TransientFault, "the API kept failing after every retry; rerun later"),
-    (XApiError, RERUN),
-    (NoRawDay, "fetch the raw day first: luigi --module flixluigi RawTweets --date DAY (or Reprocess --start DAY --refetch)"),
-    (SettingsError, "correct luigi.cfg as the message says (the file in LUIGI_CONFIG_PATH or the current directory), then rerun"),
-    (StorageError, "check the S3 endpoint, bucket and credentials ([s3], [storage], AWS_* variables), then rerun"),
-    (HmacKeyError, "provide the HMAC key ($FLIXLUIGI_HMAC_KEY or [pseudonym] key_file), then rerun"),
-    (QualityError, "inspect the raw day, then rebuild it: luigi --module flixluigi Reprocess --start DAY --refetch"),
-)
 _sent: set[tuple[str, str, str]] = set()
 _lock = threading.Lock()
-
-
-def hint_for(exception: BaseException | None) -> str:
-    for kind, hint in HINTS:
-        if isinstance(exception, kind):
-            return hint
-    return RERUN
 
 
 def secrets() -> list[str]:
@@ -124,18 +99,14 @@ def notify_once(event: str, task: luigi.Task, error: str, hint: str) -> None:
     send(compose(event, task, error, hint))
 
 
-def _first_line(exception: BaseException) -> str:
-    return (str(exception).strip().splitlines() or [type(exception).__name__])[0]
-
-
 @luigi.Task.event_handler(luigi.Event.FAILURE)
 def on_failure(task: luigi.Task, exception: BaseException) -> None:
-    notify_once("failure", task, _first_line(exception), hint_for(exception))
+    notify_once("failure", task, first_line(exception), hint_of(exception))
 
 
 @luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
 def on_broken(task: luigi.Task, exception: BaseException) -> None:
-    notify_once("broken task", task, _first_line(exception), "the task could not be scheduled: " + hint_for(exception))
+    notify_once("broken task", task, first_line(exception), "the task could not be scheduled: " + hint_of(exception))
 
 
 @luigi.Task.event_handler(WARNING_EVENT)

@@ -1,4 +1,4 @@
-"""Thin Luigi tasks: parameters, dependencies, progress, failure records; `days` does the work.
+"""Thin Luigi tasks: parameters, dependencies, progress, failure records; `work` does the work.
 
 Start-up checks (`Preflight`, `ApiAvailable`) are gates that every run passes for itself. No task
 is ever disabled by the scheduler (luigid would keep it disabled for a day): a failed check or day
@@ -22,27 +22,29 @@ import luigi
 import luigi.configuration
 
 from flixluigi import config, runs
-from flixluigi.cost import budget_problem
-from flixluigi.days import (
-    OverBudget,
+from flixluigi.dates import day_range
+from flixluigi.errors import InvalidRange, OverBudget, SettingsError, Unauthorized, first_line, hint_of
+from flixluigi.notify import WARNING_EVENT
+from flixluigi.store.s3 import Storage
+from flixluigi.store.state import Snapshot, current, layout, snapshot
+from flixluigi.work import (
     Reporter,
-    counts_key,
+    backfill_days,
+    counts_current,
     curate_day,
     fetch_counts,
     fetch_day,
     make_client,
     month_days,
     pseudonymizer,
+    reprocess_plan,
     sharing,
     with_retries,
 )
-from flixluigi.notify import WARNING_EVENT, hint_for
-from flixluigi.state import Snapshot, current, layout
-from flixluigi.storage import Storage
-from flixluigi.xapi import Unauthorized, XApiError, day_window
+from flixluigi.xapi.client import servable
 
 if TYPE_CHECKING:
-    from flixluigi.lake import CuratedTable
+    from flixluigi.store.lake import CuratedTable
 
 log = logging.getLogger("luigi-interface")
 
@@ -51,29 +53,25 @@ def _load_commit_modules() -> None:
     """In the scheduling process, before `--workers N` forks a day's task: the commit's modules
     (deltalake's Python side and its library's relocations; no runtime, which must not cross a
     fork) are loaded once here instead of in every fork: ~17 ms of CPU a day (benchmarks/reprocess.py)."""
-    import flixluigi.lake  # noqa: F401
+    import flixluigi.store.lake  # noqa: F401
 
 
 os.register_at_fork(before=_load_commit_modules)
 STARTED = datetime.now(UTC).replace(tzinfo=None)
 
 
-def first_line(exception: BaseException) -> str:
-    return (" ".join(str(exception).split()) or type(exception).__name__)[:500]
-
-
 def report_failure(task: luigi.Task, exception: BaseException) -> str:
-    """The one line the run ends with, with what to do about it."""
-    subject = f"{task.task_family} {task_day(task)}".strip()
-    line = f"{subject} failed: {first_line(exception)} (fix: {hint_for(exception)})"
+    """The one line the run ends with, with what to do about it (a day's task names its day)."""
+    day = getattr(task, "date", None)
+    subject = f"{task.task_family} {day.isoformat()}" if day else task.task_family
+    line = f"{subject} failed: {first_line(exception)} (fix: {hint_of(exception)})"
     runs.record_failure(line)
     return line
 
 
-def task_day(task: luigi.Task) -> str:
-    if getattr(task, "date", None):
-        return task.date.isoformat()
-    return ""
+def status_reporter(task: luigi.Task) -> Reporter:
+    """Progress of a task that is not a day's: its status message in the scheduler."""
+    return Reporter(progress=lambda message, percent=None: task.set_status_message(message))
 
 
 class InstantParameter(luigi.DateSecondParameter):
@@ -126,7 +124,7 @@ class Gate(NeverDisabled, luigi.Task):
         return runs.passed(self.task_family)
 
     def run(self) -> None:
-        with_retries(self.check, self.task_family, Reporter(progress=lambda message, percent=None: self.set_status_message(message)))
+        with_retries(self.check, self.task_family, status_reporter(self))
         runs.mark_passed(self.task_family)
 
     def on_failure(self, exception: BaseException) -> str:
@@ -138,8 +136,8 @@ class Preflight(Gate):
 
     def check(self) -> None:
         if not config.user_config_files():
-            raise config.SettingsError("no luigi.cfg found: run from the project directory or set LUIGI_CONFIG_PATH "
-                                       "to the project's luigi.cfg")
+            raise SettingsError("no luigi.cfg found: run from the project directory or set LUIGI_CONFIG_PATH "
+                                "to the project's luigi.cfg")
         config.check_names()
         config.check_settings()
         if not os.environ.get(config.xapi().token_env):
@@ -170,7 +168,7 @@ def gates(api: bool = False) -> list[luigi.Task]:
 def curated_table() -> CuratedTable:
     """Imported here, in the process that commits: deltalake is not needed to schedule (and must not
     be used before the fork of `--workers N`)."""
-    from flixluigi.lake import CuratedTable
+    from flixluigi.store.lake import CuratedTable
 
     return CuratedTable.from_config()
 
@@ -179,19 +177,6 @@ def counts_needed() -> bool:
     """The month's counts are fetched when a fetch is reconciled or budgeted against them."""
     cfg = config.xapi()
     return cfg.reconcile != "off" or cfg.monthly_post_budget > 0
-
-
-def servable(day: date) -> str | None:
-    """Why the configured endpoint cannot fetch the day, or None."""
-    try:
-        day_window(day, config.xapi().endpoint)
-    except XApiError as exc:
-        return str(exc)
-    return None
-
-
-def snapshot(curated: bool) -> Snapshot:
-    return Snapshot.read(Storage.from_config(), layout(), curated=curated)
 
 
 class DayTask(NeverDisabled, luigi.Task):
@@ -230,10 +215,11 @@ class DayTask(NeverDisabled, luigi.Task):
         if not skip_unservable:
             return done
         finished = set(done)
-        skipped = [day for day in days if day not in finished and not state.raw_complete(day) and servable(day)]
+        endpoint = config.xapi().endpoint
+        skipped = [day for day in days if day not in finished and not state.raw_complete(day) and servable(day, endpoint)]
         if skipped:
             log.warning("%s: skipping %d day(s) from %s to %s that [xapi] endpoint = %s cannot serve (%s)", cls.__name__,
-                        len(skipped), min(skipped), max(skipped), config.xapi().endpoint, servable(skipped[0]))
+                        len(skipped), min(skipped), max(skipped), endpoint, servable(skipped[0], endpoint))
         return [day for day in days if day in finished or day in skipped]
 
     @classmethod
@@ -268,7 +254,7 @@ class DayTask(NeverDisabled, luigi.Task):
         line = report_failure(self, exception)
         try:
             self.storage.put_json(layout().failure_key(self.task_family, self.date),
-                                  {"task": str(self), "error": first_line(exception), "hint": hint_for(exception),
+                                  {"task": str(self), "error": first_line(exception), "hint": hint_of(exception),
                                    "failed_at": datetime.now(UTC).isoformat()})
         except Exception as exc:
             log.warning("could not record the failure of %s in S3: %s", self, first_line(exc))
@@ -288,18 +274,17 @@ class MonthCounts(NeverDisabled, luigi.Task):
 
     def complete(self) -> bool:
         try:
-            store = Storage.from_config()
-            if not store.exists(counts_key(self.month)):
+            store, key = Storage.from_config(), layout().counts_key(self.month)
+            if not store.exists(key):
                 return False
-            stored, cfg = store.get_json(counts_key(self.month)), config.xapi()
+            stored = store.get_json(key)
         except Exception as exc:
             log.warning("%s: cannot tell whether it is complete: %s", self, first_line(exc))
             return False
-        return ((stored.get("query"), stored.get("endpoint")) == (cfg.query, cfg.endpoint)
-                and {day.isoformat() for day in month_days(self.month)} <= set(stored["days"]))
+        return counts_current(stored) and {day.isoformat() for day in month_days(self.month)} <= set(stored["days"])
 
     def run(self) -> None:
-        report = Reporter(progress=lambda message, percent=None: self.set_status_message(message))
+        report = status_reporter(self)
         with_retries(lambda: fetch_counts(Storage.from_config(), self.month, report), f"MonthCounts {self.month:%Y-%m}", report)
 
     def on_failure(self, exception: BaseException) -> str:
@@ -345,11 +330,6 @@ class CuratedTweets(DayTask):
         self.succeeded()
 
 
-def day_range(start: date, end: date | None) -> list[date]:
-    last = end or start
-    return [start + timedelta(days=n) for n in range((last - start).days + 1)]
-
-
 class RangeTask(NeverDisabled, luigi.Task):
     """Parameters and validation of an inclusive range of days."""
 
@@ -358,10 +338,11 @@ class RangeTask(NeverDisabled, luigi.Task):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.end is not None and self.end < self.start:
-            error = ValueError(f"--end {self.end} is before --start {self.start}; give the range oldest day first")
+        try:
+            day_range(self.start, self.end)
+        except InvalidRange as error:
             report_failure(self, error)
-            raise error
+            raise
 
     @property
     def days(self) -> list[date]:
@@ -377,23 +358,11 @@ class Backfill(RangeTask, luigi.WrapperTask):
     @cached_property
     def wanted(self) -> list[date]:
         """The days to run; refuses, before any fetch, a range whose expected posts exceed the month's budget."""
-        state = snapshot(False)
-        wanted, skipped = [], []
-        for day in self.days:
-            (skipped if not state.raw_complete(day) and servable(day) else wanted).append(day)
-        if skipped:
-            log.warning("Backfill: skipping %d day(s) from %s to %s: %s", len(skipped), min(skipped), max(skipped),
-                        servable(skipped[0]))
-        to_fetch = [day for day in wanted if not state.raw_complete(day)]
-        if to_fetch and config.xapi().monthly_post_budget > 0:
-            cfg, client = config.xapi(), make_client()
-            expected = sum(client.daily_counts(cfg.query, min(to_fetch), max(to_fetch), endpoint=cfg.endpoint).values())
-            problem = budget_problem(expected, client.usage(), cfg.monthly_post_budget)
-            if problem:
-                error = OverBudget(f"Backfill {self.start}..{self.end}: {problem}")
-                report_failure(self, error)
-                raise error
-        return wanted
+        try:
+            return backfill_days(self.days, f"Backfill {self.start}..{self.end}")
+        except OverBudget as error:
+            report_failure(self, error)
+            raise
 
 
 class LastWeek(luigi.WrapperTask):
@@ -403,7 +372,8 @@ class LastWeek(luigi.WrapperTask):
 
     def requires(self) -> list[CuratedTweets]:
         today = datetime.now(UTC).date()
-        return [CuratedTweets(today - timedelta(days=n)) for n in range(self.days, 0, -1)]
+        days = day_range(today - timedelta(days=self.days), today - timedelta(days=1)) if self.days > 0 else []
+        return [CuratedTweets(day) for day in days]
 
 
 class Rebuild(DayTask):
@@ -465,7 +435,7 @@ class Compliance(RangeTask):
         return gates(api=True)
 
     def complete(self) -> bool:
-        from flixluigi.comply import load_state
+        from flixluigi.compliance.apply import load_state
 
         try:
             checked = load_state(Storage.from_config(), layout())["days"]
@@ -478,9 +448,9 @@ class Compliance(RangeTask):
                    if state.raw_complete(day))
 
     def run(self) -> None:
-        from flixluigi.comply import comply
+        from flixluigi.compliance.apply import comply
 
-        report = Reporter(progress=lambda message, percent=None: self.set_status_message(message))
+        report = status_reporter(self)
         with_retries(lambda: comply(self.start, self.end or self.start, report), "Compliance", report)
 
     def on_failure(self, exception: BaseException) -> str:
@@ -508,11 +478,6 @@ class Reprocess(RangeTask):
 
     def run(self) -> None:
         if self.dry_run:
-            state = snapshot(False)
-            for day in self.days:
-                source = ("re-fetch from the API, then rebuild" if self.refetch else
-                          f"rebuild from raw fetch {state.raw[day].current}" if state.raw_complete(day) else
-                          "NO RAW DAY: would fail (use --refetch)")
-                print(f"dry run: {day}: {source}")
+            print("\n".join(reprocess_plan(self.days, self.refetch)))
         else:
             log.info("Reprocess: %d day(s) rebuilt since %s", len(self.days), self.since)

@@ -31,7 +31,7 @@ echo "== the curated day"
 flixluigi summary --date "$DAY"
 ensure_chromium
 flixluigi report --start "$DAY" --end "$DAY" --out "$RUN_DIR/report.html"
-python -m flixluigi.browser "$RUN_DIR/report.html" "$RUN_DIR/report.png" >/dev/null
+python -m devkit.browser "$RUN_DIR/report.html" "$RUN_DIR/report.png" >/dev/null
 echo "== report: $RUN_DIR/report.html  screenshot: $RUN_DIR/report.png"
 echo "== data stays in $RUN_DIR/seaweedfs between runs; a second run finds the day complete"
 echo "== to go on by hand: . scripts/env.sh && scripts/seaweedfs.sh start && scripts/sandbox.sh start"

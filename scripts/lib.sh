@@ -21,6 +21,10 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --constraint "$ROOT/constraints.txt" -e "$ROOT[test]"
     touch "$stamp"
   fi
+  # devkit/ (the sandbox, the browser checker) is not packaged: the checkout itself goes on the
+  # venv's path, so `python -m devkit.sandbox` and the tests find it from any directory.
+  local site; site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  [ "$(cat "$site/flixluigi-devkit.pth" 2>/dev/null)" = "$ROOT" ] || echo "$ROOT" >"$site/flixluigi-devkit.pth"
   case ":$PATH:" in *":$VENV/bin:"*) ;; *) export PATH="$VENV/bin:$PATH" ;; esac
 }
 

@@ -12,7 +12,7 @@ cmd=${1:-}; shift || true
 case "$cmd" in
   start)
     if svc_running "$PIDFILE"; then echo "sandbox already running at http://127.0.0.1:$PORT"; exit 0; fi
-    svc_spawn "$PIDFILE" "$DIR/sandbox.log" "$VENV/bin/python" -m flixluigi.sandbox --port "$PORT" "$@"
+    svc_spawn "$PIDFILE" "$DIR/sandbox.log" "$VENV/bin/python" -m devkit.sandbox --port "$PORT" "$@"
     wait_http "http://127.0.0.1:$PORT/2/tweets/search/all" 30 || { cat "$DIR/sandbox.log" >&2; exit 1; }
     echo "X API sandbox running at http://127.0.0.1:$PORT" ;;
   stop) svc_stop "$PIDFILE" "X API sandbox" ;;

@@ -8,6 +8,6 @@ cd "$ROOT"
 ensure_venv
 ensure_chromium
 echo "== ruff"
-ruff check flixluigi tests benchmarks
+ruff check flixluigi tests benchmarks devkit
 echo "== pytest"
 exec python -m pytest "$@"

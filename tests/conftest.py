@@ -24,7 +24,8 @@ import luigi.configuration
 import pytest
 from luigi.task_register import Register
 
-from flixluigi import runs, sandbox
+from devkit import sandbox
+from flixluigi import runs
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "x_api_v2"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import luigi.cmdline
 
-from flixluigi import days
-from flixluigi.xapi import XClient
+from flixluigi import work
+from flixluigi.xapi.client import XClient
 
 HERE = Path(__file__).resolve()
 LUIGI = str(Path(sys.executable).parent / "luigi")
@@ -51,9 +51,9 @@ def install(point: str) -> None:
         pages = iter(range(10_000))
         wrap(XClient, "_page", lambda self, path, params: "/search/" in path and next(pages) == 2)
     elif name == "pointer":
-        wrap(days, "point", lambda store, day, fetch_id, pointer: True)
+        wrap(work, "point", lambda store, day, fetch_id, pointer: True)
     elif name == "curation" and day:
-        wrap(days, "check_batch", lambda batch, stats: batch.num_rows and batch.column("date")[0].as_py() == date.fromisoformat(day))
+        wrap(work, "check_batch", lambda batch, stats: batch.num_rows and batch.column("date")[0].as_py() == date.fromisoformat(day))
     else:
         raise SystemExit(f"unknown kill point {point!r}; see {__file__}")
 

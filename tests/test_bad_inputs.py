@@ -16,12 +16,13 @@ import boto3
 import botocore.config
 import pytest
 
-from flixluigi import Reprocess, config, sandbox
+from devkit import sandbox
+from flixluigi import Reprocess, config
 from flixluigi.cli import parse_day
-from flixluigi.pseudonym import load_key
-from flixluigi.storage import Storage
+from flixluigi.curation.pseudonym import load_key
+from flixluigi.store.s3 import Storage
 from flixluigi.tasks import DayParameter
-from flixluigi.xapi import XClient, day_window
+from flixluigi.xapi.client import XClient, day_window
 from tests.conftest import free_port
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

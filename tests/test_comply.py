@@ -7,9 +7,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from flixluigi import Compliance, CuratedTweets, maintenance, sandbox
-from flixluigi.sandbox.compliance import ComplianceConfig
-from flixluigi.sandbox.generator import generate_day
+from devkit import sandbox
+from devkit.sandbox.compliance import ComplianceConfig
+from devkit.sandbox.generator import generate_day
+from flixluigi import Compliance, CuratedTweets
+from flixluigi.ops.status import verify
 from tests.conftest import TIME_SCALE, TOKEN, api_url
 from tests.helpers import all_strings, body, build, curated, fetches, keys, parquet_of, pointers, raw_pages, records, table
 
@@ -67,7 +69,7 @@ def test_compliance_removes_posts_and_users_everywhere_and_purges_history(stored
         profiles = [u for day in DAYS for key in fetches(endpoint, stored.run, day) for page in raw_pages(endpoint, key)
                     for u in page.get("includes", {}).get("users", ()) if u["id"] == suspended]
         assert profiles and all(set(u) == {"id"} for u in profiles)
-        assert maintenance.verify(DAYS[0], DAYS[2]) == []
+        assert verify(DAYS[0], DAYS[2]) == []
         # Rerun: a no-op.
         versions = table(endpoint, stored.run).version()
         assert build(Compliance(start=DAYS[0], end=DAYS[2], since=datetime.now(UTC).replace(tzinfo=None))).scheduling_succeeded

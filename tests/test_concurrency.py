@@ -19,7 +19,9 @@ import botocore.exceptions
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, RawTweets, Reprocess, maintenance
+from flixluigi import CuratedTweets, RawTweets, Reprocess
+from flixluigi.ops import actions
+from flixluigi.ops.status import verify
 from tests import kill_worker
 from tests.conftest import BUCKET
 from tests.faultproxy import FaultProxy, Rule
@@ -82,7 +84,7 @@ def test_two_writers_on_one_day_the_loser_finds_the_day_done(pipeline, tmp_path)
     history = table(endpoint, pipeline.run).history()
     assert [(e["version"], e.get("flixluigi.day")) for e in history] == [(1, str(DAY)), (0, str(OTHER))]
     assert len(records(endpoint, pipeline.run, DAY)) == 1
-    assert maintenance.verify(OTHER, DAY) == []
+    assert verify(OTHER, DAY) == []
 
 
 def test_two_writers_on_two_days_both_commit(pipeline, tmp_path):
@@ -94,7 +96,7 @@ def test_two_writers_on_two_days_both_commit(pipeline, tmp_path):
     history = table(endpoint, pipeline.run).history()
     assert [(e["version"], e.get("flixluigi.day")) for e in history] == [(2, str(DAY)), (1, str(NEXT)), (0, str(OTHER))]
     assert [len(records(endpoint, pipeline.run, day)) for day in (DAY, NEXT)] == [1, 1]
-    assert maintenance.verify(OTHER, NEXT) == []
+    assert verify(OTHER, NEXT) == []
 
 
 def test_a_reprocess_that_loses_to_a_restore_rebuilds_from_the_restored_fetch(pipeline, tmp_path):
@@ -106,11 +108,11 @@ def test_a_reprocess_that_loses_to_a_restore_rebuilds_from_the_restored_fetch(pi
     restored = current_fetch(endpoint, run, DAY)
     assert build(Reprocess(start=DAY, refetch=True, since=since_now())).status == LuigiStatusCode.SUCCESS
     with held_at_commit(pipeline, tmp_path / "reprocess", "Reprocess", "--start", str(DAY)):
-        assert maintenance.restore(DAY, 0).startswith(f"{DAY}: version 0 restored as version 2 ")
+        assert actions.restore(DAY, 0).startswith(f"{DAY}: version 0 restored as version 2 ")
     assert current_fetch(endpoint, run, DAY) == restored
     history = table(endpoint, run).history()
     assert [(e["version"], e["flixluigi.raw_fetch"] in restored) for e in history[:2]] == [(3, True), (2, True)]
-    assert maintenance.verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == []
 
 
 def test_the_store_refuses_the_later_of_two_racing_put_if_absent(pipeline):
@@ -148,6 +150,6 @@ def test_vacuum_while_a_writer_commits_keeps_the_writers_files(pipeline, tmp_pat
     with held_at_commit(pipeline, tmp_path / "writer", "CuratedTweets", "--date", str(DAY)):
         uncommitted = keys(endpoint, f"{run}/curated/tweets/date={DAY}/")
         assert uncommitted and table(endpoint, run).version() == 0
-        maintenance.vacuum(apply=True)
+        actions.vacuum(apply=True)
         assert keys(endpoint, f"{run}/curated/tweets/date={DAY}/") == uncommitted
-    assert maintenance.verify(OTHER, DAY) == []
+    assert verify(OTHER, DAY) == []

@@ -8,9 +8,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flixluigi.curate import SCHEMA, Curator, QualityError, check_batch, write_parquet
-from flixluigi.pseudonym import Pseudonymizer, is_pseudonym
-from flixluigi.sandbox import load_pages
+from devkit.parquet import write_parquet
+from devkit.sandbox import load_pages
+from flixluigi.curation.curator import Curator
+from flixluigi.curation.gate import check_batch
+from flixluigi.curation.pseudonym import Pseudonymizer, is_pseudonym
+from flixluigi.curation.schema import SCHEMA
+from flixluigi.errors import QualityError
 from tests.conftest import FIXTURES, ROOT
 from tests.helpers import all_strings
 

@@ -22,8 +22,9 @@ import pyarrow as pa
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import Backfill, CuratedTweets, RawTweets, Reprocess, maintenance
-from flixluigi.sandbox.generator import generate_day
+from devkit.sandbox.generator import generate_day
+from flixluigi import Backfill, CuratedTweets, RawTweets, Reprocess
+from flixluigi.ops.status import verify
 from tests import kill_worker
 from tests.conftest import BUCKET, HMAC_KEY
 from tests.faultproxy import FaultProxy, Rule
@@ -85,7 +86,7 @@ def assert_killed(done) -> None:
 
 def assert_only_stale(start: date, end: date, day: date) -> None:
     """`flixluigi verify` finds one problem in the range: the day is not built from its current build."""
-    (line,) = maintenance.verify(start, end)
+    (line,) = verify(start, end)
     assert re.fullmatch(rf"{day}: curated day is not built from the current build [0-9a-f]{{16}} "
                         rf"\(raw fetch [0-9TZ]+-[0-9a-f]+\); run CuratedTweets --date {day}", line), line
 
@@ -105,10 +106,10 @@ def test_worker_killed_in_a_raw_fetch(pipeline, tmp_path, point, fetch_objects):
     assert len(fetches(endpoint, pipeline.run, DAY)) == fetch_objects
     assert pointers(endpoint, pipeline.run, DAY) == [] and keys(endpoint, f"{pipeline.run}/curated/") == []
     assert_no_raw_content(tmp_path / "killed" / "tmp", DAY)
-    assert maintenance.verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == []
 
     assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
-    assert maintenance.verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == []
     assert len(fetches(endpoint, pipeline.run, DAY)) == fetch_objects + 1
     assert_as_undisturbed(pipeline, [DAY])
 
@@ -145,7 +146,7 @@ def test_worker_killed_while_its_commit_is_in_flight(pipeline, tmp_path, then):
     assert_only_stale(DAY, NEXT, NEXT)
 
     assert build(CuratedTweets(NEXT)).status == LuigiStatusCode.SUCCESS
-    assert maintenance.verify(DAY, NEXT) == []
+    assert verify(DAY, NEXT) == []
     assert_as_undisturbed(pipeline, [DAY, NEXT])
 
 
@@ -169,7 +170,7 @@ def test_worker_killed_inside_a_reprocess_of_a_range(pipeline, tmp_path, monkeyp
     served = pipeline.api_server.requests_served
     assert build(Backfill(start=DAY, end=NEXT)).status == LuigiStatusCode.SUCCESS
     assert pipeline.api_server.requests_served == served, "the stale day is rebuilt from stored raw"
-    assert maintenance.verify(DAY, NEXT) == []
+    assert verify(DAY, NEXT) == []
     assert_as_undisturbed(pipeline, [DAY, NEXT], key)
 
 
@@ -199,7 +200,7 @@ def test_a_commit_that_fails_leaves_nothing_a_delta_reader_sees(pipeline, failur
     assert marker["error"] == error
 
     assert build(CuratedTweets(NEXT)).status == LuigiStatusCode.SUCCESS
-    assert maintenance.verify(DAY, NEXT) == []
+    assert verify(DAY, NEXT) == []
     assert_as_undisturbed(pipeline, [DAY, NEXT])
 
 
@@ -254,7 +255,7 @@ def test_a_raw_download_cut_short_is_retried_and_the_day_completes(pipeline, act
     pipeline.set("s3", "endpoint_url", endpoint)
     assert result.status == LuigiStatusCode.SUCCESS, result.summary_text
     assert cut.acted == 1 and [d.action for d in downloads] == [action, "forward"]
-    assert maintenance.verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == []
     assert_as_undisturbed(pipeline, [DAY])
 
 
@@ -281,7 +282,7 @@ def test_s3_gone_mid_run_fails_in_one_line_and_the_next_run_completes(pipeline, 
     # Nothing of the day: no raw fetch, pointer or table (the month's counts, fetched before, may stay).
     assert [k for k in keys(endpoint, f"{pipeline.run}/") if "/records/counts/" not in k] == []
     assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
-    assert maintenance.verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == []
 
 
 @pytest.mark.parametrize("trouble, error", [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from flixluigi import maintenance
+from flixluigi.ops.status import verify
 from tests.conftest import ROOT, free_port
 from tests.helpers import curated
 
@@ -60,7 +60,7 @@ def test_range_with_two_workers_through_luigid(pipeline, luigid, tmp_path):
     assert tasks(luigid, "FAILED") == {}
     from datetime import date
 
-    assert maintenance.verify(date(2021, 1, 1), date(2021, 1, 4)) == []
+    assert verify(date(2021, 1, 1), date(2021, 1, 4)) == []
 
 
 def test_failure_notification_links_to_the_task_in_luigid(pipeline, luigid, slack, tmp_path):
@@ -104,4 +104,4 @@ def test_two_runs_of_the_same_day_end_with_one_correct_day(pipeline, luigid, tmp
     assert set(codes) <= {0, 10, 25} if central else codes == [0, 0], [err[-1500:] for _, err in outcomes]
     from datetime import date
 
-    assert maintenance.verify(date(2022, 9, 12), date(2022, 9, 12)) == []
+    assert verify(date(2022, 9, 12), date(2022, 9, 12)) == []

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, cli, maintenance
+from flixluigi import CuratedTweets, cli
+from flixluigi.ops.status import verify
 from tests.conftest import ROOT
 from tests.helpers import body, build, curated, keys, parquet_of
 
@@ -84,7 +85,7 @@ def test_migrate_a_bucket_written_by_flixluigi_0_1(pipeline, old_bucket, capsys)
 
     applied = migrate(capsys, "--apply")
     assert applied[:2] == planned[:2] and applied[2].startswith("remove ")
-    assert maintenance.verify(DAYS[0], DAYS[-1]) == []
+    assert verify(DAYS[0], DAYS[-1]) == []
     for day in DAYS:
         assert sorted(curated(endpoint, run, day).column("tweet_id").to_pylist()) == old_bucket[day]
     remaining = keys(endpoint, f"{run}/")

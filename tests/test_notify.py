@@ -9,7 +9,8 @@ import luigi
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, RawTweets, notify, sandbox
+from devkit import sandbox
+from flixluigi import CuratedTweets, RawTweets, notify
 from tests.conftest import HMAC_KEY, TIME_SCALE, TOKEN, api_url
 from tests.helpers import curated, keys, pointers, records
 
@@ -34,7 +35,7 @@ def test_failure_is_notified_once_with_hint_and_no_secret(pipeline, slack, monke
 
 
 def test_day_failure_names_the_day(pipeline, slack, monkeypatch):
-    monkeypatch.setattr("flixluigi.days.check_batch", _quality_failure)
+    monkeypatch.setattr("flixluigi.work.check_batch", _quality_failure)
     assert not build(CuratedTweets(DAY)).scheduling_succeeded
     [event] = slack.bodies("/hook")
     assert event["day"] == "2022-09-12" and event["error"] == "tweet 1 is outside the day"
@@ -56,7 +57,7 @@ def test_empty_day_fails_by_default_and_warns_when_asked(pipeline, slack, failur
 
 
 def test_counts_mismatch_is_a_warning(pipeline, slack, monkeypatch):
-    from flixluigi.xapi import XClient
+    from flixluigi.xapi.client import XClient
 
     monkeypatch.setattr(XClient, "daily_counts", lambda self, query, first, last, **k: {
         first + timedelta(days=n): 10_000 for n in range((last - first).days + 1)})
@@ -125,7 +126,7 @@ def test_redact_hides_every_configured_secret(monkeypatch):
 
 
 def _quality_failure(*args: object, **kwargs: object) -> None:
-    from flixluigi.curate import QualityError
+    from flixluigi.errors import QualityError
 
     raise QualityError("tweet 1 is outside the day")
 

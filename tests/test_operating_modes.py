@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from luigi.tools.range import RangeDaily
 
-from flixluigi import Backfill, CuratedTweets, Rebuild, maintenance
+from flixluigi import Backfill, CuratedTweets, Rebuild
+from flixluigi.ops.status import verify
 from tests.conftest import free_port
 from tests.helpers import body, curated, failure_key, keys
 
@@ -47,7 +48,7 @@ def test_a_range_with_two_workers(pipeline, tmp_path):
     done, _ = luigi_run(pipeline, tmp_path, "RangeDaily", "--of", "CuratedTweets", "--start", "2022-10-01", "--stop",
                         "2022-10-05", "--workers", "2")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert maintenance.verify(date(2022, 10, 1), date(2022, 10, 4)) == []
+    assert verify(date(2022, 10, 1), date(2022, 10, 4)) == []
     assert set(curated(pipeline.seaweed.endpoint, pipeline.run).column("date").to_pylist()) == {
         date(2022, 10, d) for d in range(1, 5)}
 

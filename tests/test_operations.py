@@ -10,7 +10,8 @@ from datetime import date, timedelta
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, Reprocess, cli, days, maintenance
+from flixluigi import CuratedTweets, Reprocess, cli, work
+from flixluigi.ops.status import verify
 from tests.conftest import BUCKET
 from tests.helpers import build, curated, current_fetch, failure_key, fetches, keys, table
 from tests.test_faults import ROTATED, since_now
@@ -71,7 +72,7 @@ def test_history_lists_every_version_of_the_day(three_versions, capsys):
     for line, version in zip(out, (2, 1, 0), strict=True):
         assert re.fullmatch(rf"version {version}  \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ  raw fetch {three_versions.fetches[version]}  "
                             rf"key {three_versions.key_ids[version]}  schema \d+  rows {three_versions.rows}", line), line
-    assert maintenance.verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == []
 
 
 def test_restore_makes_an_old_version_current_and_the_next_run_keeps_it(pipeline, three_versions, capsys):
@@ -82,7 +83,7 @@ def test_restore_makes_an_old_version_current_and_the_next_run_keeps_it(pipeline
     assert curated(endpoint, pipeline.run, DAY).equals(curated(endpoint, pipeline.run, DAY, version=1))
     assert fetch_id(current_fetch(endpoint, pipeline.run, DAY)) == three_versions.fetches[1]
     assert run_cli(capsys, "history", "--date", str(DAY))[1][0].endswith("(restore of version 1)")
-    assert maintenance.verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == []
     served = pipeline.api_server.requests_served
     result = build(CuratedTweets(DAY))
     assert result.status == LuigiStatusCode.SUCCESS and "Did not run any tasks" in result.summary_text
@@ -109,7 +110,7 @@ def test_vacuum_dry_run_changes_nothing_and_apply_keeps_the_current_day_whole(pi
     assert set(stored) - set(remaining) == {stored_key(pipeline, line) for line in done}
     assert fetches(endpoint, pipeline.run, DAY) == [current_fetch(endpoint, pipeline.run, DAY)]
     assert curated(endpoint, pipeline.run, DAY).equals(current)
-    assert maintenance.verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == []
 
     for version, reason in ((2, f"raw fetch {three_versions.fetches[2]} of version 2 was vacuumed; {DAY} cannot be restored to it"),
                             (1, f"the files of version 1 of {DAY} were vacuumed")):
@@ -142,7 +143,7 @@ def test_reprocess_without_a_raw_day_fails_with_the_fix(pipeline, failures):
 def test_status_shows_done_stale_failed_and_missing_days(pipeline, monkeypatch, capsys):
     assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(days, "check_batch", _fail)
+        patch.setattr(work, "check_batch", _fail)
         assert build(CuratedTweets(NEXT)).status == LuigiStatusCode.FAILED
     after = NEXT + timedelta(days=1)
     code, lines, _ = run_cli(capsys, "status", "--start", str(DAY), "--end", str(after))

@@ -13,11 +13,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flixluigi import CuratedTweets, RawTweets, config, sandbox
-from flixluigi.curate import QualityError
-from flixluigi.sandbox.generator import generate_day, newest_versions
-from flixluigi.storage import Storage
-from flixluigi.xapi import XClient
+from devkit import sandbox
+from devkit.sandbox.generator import generate_day, newest_versions
+from flixluigi import CuratedTweets, RawTweets, config
+from flixluigi.errors import QualityError
+from flixluigi.store.s3 import Storage
+from flixluigi.xapi.client import XClient
 from tests.conftest import FIXTURES, HMAC_KEY, TIME_SCALE, TOKEN, api_url
 from tests.helpers import (
     all_strings,
@@ -127,7 +128,7 @@ def test_missing_hmac_key_fails_before_any_work(pipeline, failures, monkeypatch)
 def test_failed_day_leaves_a_marker_until_it_succeeds(pipeline):
     endpoint = pipeline.seaweed.endpoint
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("flixluigi.days.check_batch", _raise_quality_error)
+        patch.setattr("flixluigi.work.check_batch", _raise_quality_error)
         assert not build(CuratedTweets(DAY)).scheduling_succeeded
     failed = failure_key(pipeline.run, "CuratedTweets", DAY)
     assert keys(endpoint, f"{pipeline.run}/records/failed/") == [failed]

@@ -15,11 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 from luigi.task_register import Register
 
-from flixluigi import CuratedTweets, config, curate, sandbox
-from flixluigi.curate import KEEP_ALL, SCHEMA, TWEET_ID_COLUMNS, Curator, QualityError, check_batch
-from flixluigi.privacy import _COMPAT, _IGNORABLE, RULE_VERSION, SharingOptions, normalize_text, query_terms, words
-from flixluigi.pseudonym import Pseudonymizer, is_pseudonym
-from flixluigi.xapi import XClient, day_window
+from devkit import sandbox
+from flixluigi import CuratedTweets, config
+from flixluigi.curation import curator
+from flixluigi.curation.curator import KEEP_ALL, Curator
+from flixluigi.curation.gate import check_batch
+from flixluigi.curation.privacy import _COMPAT, _IGNORABLE, RULE_VERSION, SharingOptions, normalize_text, query_terms, words
+from flixluigi.curation.pseudonym import Pseudonymizer, is_pseudonym
+from flixluigi.curation.schema import SCHEMA, TWEET_ID_COLUMNS
+from flixluigi.errors import QualityError, SettingsError
+from flixluigi.xapi.client import XClient, day_window
 from tests import adversarial as adv
 from tests.conftest import TIME_SCALE, TOKEN, api_url
 from tests.helpers import all_strings, body, curated, keys
@@ -155,7 +160,7 @@ def test_adversarial_day_through_the_real_tasks(pipeline, tmp_path):
 def test_names_are_known_across_batches_from_the_pages_read_so_far(monkeypatch):
     """One page per batch: a user learned on an earlier page is scrubbed in a later one; a bare
     name whose user no page has introduced yet stays (docs/privacy.md says so)."""
-    monkeypatch.setattr(curate, "PAGES_PER_GROUP", 1)
+    monkeypatch.setattr(curator, "PAGES_PER_GROUP", 1)
     pages = adv.pages()
     late = {"id": "1569000000000000001", "created_at": "2022-09-12T00:30:00.000Z", "author_id": "1600000000000000001",
             "text": "bobhidden again, and latecomer_zed", "lang": "en"}
@@ -268,7 +273,7 @@ def test_sharing_section_is_read_and_checked():
         assert SharingOptions(section.tweet_ids, section.text, section.author_location).fingerprint == "p1-pkk"
         cfg.set("sharing", "text", "hide")
         Register.clear_instance_cache()
-        with pytest.raises(config.SettingsError, match=r"luigi.cfg \[sharing\] is invalid"):
+        with pytest.raises(SettingsError, match=r"luigi.cfg \[sharing\] is invalid"):
             config.check_settings()
     finally:
         cfg.remove_section("sharing")

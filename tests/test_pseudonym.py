@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from flixluigi.pseudonym import HmacKeyError, Pseudonymizer, is_pseudonym, load_key
+from flixluigi.curation.pseudonym import Pseudonymizer, is_pseudonym, load_key
+from flixluigi.errors import HmacKeyError
 
 KEY = b"k" * 32
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from devkit.browser import Browser, BrowserError, main
 from flixluigi import config
-from flixluigi.browser import Browser, BrowserError, main
-from flixluigi.curate import SCHEMA, Curator
-from flixluigi.pseudonym import PSEUDONYM_RE, Pseudonymizer
-from flixluigi.report import DayHealth, render
-from flixluigi.xapi import XClient, day_window, search_path
+from flixluigi.curation.curator import Curator
+from flixluigi.curation.pseudonym import PSEUDONYM_RE, Pseudonymizer
+from flixluigi.curation.schema import SCHEMA
+from flixluigi.ops.report import DayHealth, render
+from flixluigi.xapi.client import XClient, day_window, search_path
 from tests.conftest import HMAC_KEY, TIME_SCALE, TOKEN, api_url
 
 START, END = date(2022, 9, 6), date(2022, 9, 12)
@@ -222,7 +223,7 @@ def test_missing_chromium_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch)
     ({"days": DAYS[:-1]}, "no DayHealth for 2022-09-12"),
     ({"days": [*DAYS, DAYS[0]]}, "two DayHealth entries for 2022-09-06"),
     ({"days": [*DAYS, END + timedelta(days=1)]}, "outside 2022-09-06..2022-09-12"),
-    ({"rows": pa.table({"date": pa.array([START], pa.date32())})}, "lack column.*lang.*flixluigi.curate.SCHEMA"),
+    ({"rows": pa.table({"date": pa.array([START], pa.date32())})}, "lack column.*lang.*flixluigi.curation.schema.SCHEMA"),
     ({"rows": pa.Table.from_pylist([{"date": END + timedelta(days=1)}], schema=SCHEMA)}, "outside the report's .*filter them"),
 ])
 def test_bad_inputs_are_refused_in_one_line(change: dict, message: str):

@@ -9,18 +9,17 @@ import pyarrow as pa
 import pytest
 import requests
 
-from flixluigi import config, cost, sandbox, xapi
-from flixluigi.curate import SCHEMA, Curator, check_batch
-from flixluigi.pseudonym import Pseudonymizer
-from flixluigi.sandbox.generator import LONG_TAIL, TEXT_LIMIT
-from flixluigi.xapi import (
-    InvalidRequest,
-    UsageCapped,
-    XClient,
-    counts_path,
-    day_window,
-    search_path,
-)
+from devkit import sandbox
+from devkit.sandbox.generator import LONG_TAIL, TEXT_LIMIT
+from flixluigi import config
+from flixluigi.curation.curator import Curator
+from flixluigi.curation.gate import check_batch
+from flixluigi.curation.pseudonym import Pseudonymizer
+from flixluigi.curation.schema import SCHEMA
+from flixluigi.errors import InvalidRequest, SettingsError, UsageCapped
+from flixluigi.xapi import billing as cost
+from flixluigi.xapi import client as xapi
+from flixluigi.xapi.client import XClient, counts_path, day_window, search_path
 from tests.conftest import TIME_SCALE, TOKEN, api_url
 
 DAY = date(2024, 3, 5)  # after edits (2022-09-29) and long posts (2023-02-08) arrived
@@ -108,7 +107,7 @@ def test_context_annotations_over_100_is_refused_by_the_api_and_by_the_settings_
     assert len(pages(client(server), max_results=100, fields=fields)) > 0
     pipeline.set("xapi", "tweet_fields", "id,text,context_annotations")
     pipeline.set("xapi", "max_results", "500")
-    with pytest.raises(config.SettingsError, match=r"max_results = 500 must be 10..100 for endpoint = all with context_annotations"):
+    with pytest.raises(SettingsError, match=r"max_results = 500 must be 10..100 for endpoint = all with context_annotations"):
         config.check_settings()
 
 

@@ -8,17 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 
-from flixluigi import sandbox
-from flixluigi.xapi import (
-    InvalidRequest,
-    Unauthorized,
-    UsageCapped,
-    XApiError,
-    XClient,
-    day_window,
-    reconcile,
-    search_path,
-)
+from devkit import sandbox
+from flixluigi.errors import InvalidRequest, Unauthorized, UsageCapped, XApiError
+from flixluigi.xapi.client import XClient, day_window, reconcile, search_path
 from tests.conftest import TIME_SCALE, TOKEN, api_url
 
 DAY = date(2022, 9, 12)

@@ -1,4 +1,4 @@
-"""`python -m flixluigi.sandbox --port 8700`: the X API sandbox as a process of its own."""
+"""`python -m devkit.sandbox --port 8700`: the X API sandbox as a process of its own."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import os
 import signal
 import sys
 
-from flixluigi.sandbox import DEFAULT_TOKEN, FAULTS, ComplianceConfig, Faults, start
+from devkit.sandbox import DEFAULT_TOKEN, FAULTS, ComplianceConfig, Faults, start
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flixluigi.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devkit.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8700, help="port to bind; 0 picks a free one (default 8700)")
     parser.add_argument("--token-env", default="SANDBOX_BEARER_TOKEN",

@@ -1,7 +1,7 @@
 """X API v2 client: day windows, paging, pacing, rate limits and retries. Knows nothing of Luigi.
 
-Every failure surfaces as an `XApiError` whose message is one line naming the problem and
-the fix, and whose class says (`transient`) whether a later retry can help. Transient faults
+Every failure surfaces as an `XApiError` (`flixluigi.errors`) whose message is one line naming
+the problem and the fix, and whose class says (`transient`) whether a later retry can help. Transient faults
 are retried per page, resuming from the last good `next_token`, so a fault never restarts the
 day nor stores a page twice.
 
@@ -25,6 +25,18 @@ import backoff
 import orjson
 import requests
 
+from flixluigi.dates import day_range
+from flixluigi.errors import (
+    ApiUnreachable,
+    InvalidRequest,
+    MalformedResponse,
+    RateLimited,
+    TransientFault,
+    Unauthorized,
+    UsageCapped,
+    XApiError,
+)
+
 log = logging.getLogger(__name__)
 
 RECENT_WINDOW = timedelta(days=7)
@@ -45,54 +57,6 @@ BURST_WAIT = 1.0
 COUNTS_SPAN_DAYS = 31
 # Full-archive pages with context_annotations requested hold at most 100 posts (500 without).
 ANNOTATED_MAX_RESULTS = 100
-
-
-class XApiError(Exception):
-    """A failure of the API or of its use; the message is one line with the fix."""
-
-    transient: bool = False
-
-
-class ApiUnreachable(XApiError):
-    """Nothing listens at the base URL: a setting or a service to start, not a blip."""
-
-    transient = False
-
-
-class Unauthorized(XApiError):
-    """401/403: the token is wrong or lacks access."""
-
-    transient = False
-
-
-class InvalidRequest(XApiError):
-    """Any 4xx but 429: the request itself is wrong; retrying sends the same request."""
-
-    transient = False
-
-
-class UsageCapped(XApiError):
-    """429 with the usage-cap problem type: no post can be read until the billing period turns."""
-
-    transient = False
-
-
-class RateLimited(XApiError):
-    """The rate limit did not lift within the waits the settings allow."""
-
-    transient = False
-
-
-class MalformedResponse(XApiError):
-    """An answer that is not the X API's shape: usually a wrong base URL."""
-
-    transient = False
-
-
-class TransientFault(XApiError):
-    """Worth retrying: 5xx, time-outs, dropped connections, bodies that are not complete JSON."""
-
-    transient = True
 
 
 def search_path(endpoint: str) -> str:
@@ -155,6 +119,15 @@ def day_window(day: date, endpoint: str, now: datetime | None = None) -> Window:
     return Window(start, end)
 
 
+def servable(day: date, endpoint: str) -> str | None:
+    """Why the endpoint cannot serve the day whole now (the refusal of `day_window`), or None."""
+    try:
+        day_window(day, endpoint)
+    except XApiError as exc:
+        return str(exc)
+    return None
+
+
 def reconcile(expected: int, fetched: int, tolerance: float) -> str | None:
     """A one-line warning when a fetch differs from the API's count by more than `tolerance` (a share)."""
     if abs(expected - fetched) <= tolerance * max(expected, 1):
@@ -186,7 +159,7 @@ class FetchStats:
     rate_limit_wait_seconds: float = 0.0
 
 
-def _problem(body: object, status: int) -> str:
+def problem_of(body: object, status: int) -> str:
     """The API's own title/detail/errors[].message, on one line."""
     if not isinstance(body, dict):
         return f"HTTP {status}"
@@ -198,6 +171,23 @@ def _problem(body: object, status: int) -> str:
 def _usage_capped(body: object) -> bool:
     """The usage-cap 429 arrives with thousands of requests left: only its problem type tells it apart."""
     return isinstance(body, dict) and ("usage-capped" in str(body.get("type", "")) or body.get("title") == "UsageCapExceeded")
+
+
+def wait_for_reset(path: str, reset: float, max_wait: float, on_status: Callable[[str], None],
+                   error: type[XApiError] = RateLimited) -> float:
+    """Sleep until the rate-limit window of `path` resets at `reset` (epoch seconds, just after);
+    returns the seconds waited. A reset further away than `max_wait` raises `error` instead."""
+    wait = reset + RESET_MARGIN - time.time()
+    if wait <= 0:
+        return 0.0
+    if wait > max_wait:
+        raise error(f"rate limit of {path} resets in {wait:.0f}s, more than [xapi] max_rate_limit_wait = {max_wait:.0f}s; "
+                    "raise it or run later")
+    resume = datetime.fromtimestamp(reset, UTC).strftime("%H:%M:%SZ")
+    on_status(f"rate limited, resuming at {resume}")
+    log.info("X API: rate limit of %s spent, resuming at %s", path, resume)
+    time.sleep(wait)
+    return wait
 
 
 @dataclass
@@ -281,8 +271,7 @@ class XClient:
                     break
                 params = {**params, "next_token": token}
             first = last + timedelta(days=1)
-        return {start_day + timedelta(days=i): found.get(start_day + timedelta(days=i), 0)
-                for i in range((end_day - start_day).days + 1)}
+        return {day: found.get(day, 0) for day in day_range(start_day, end_day)}
 
     def usage(self) -> int:
         """Posts read in the current billing period, from GET /2/usage/tweets (project_usage)."""
@@ -310,18 +299,10 @@ class XClient:
         log.warning("X API: %s; retry %d in %.1fs", details["exception"], details["tries"], details["wait"])
 
     def _wait_for_reset(self, path: str, reset: float) -> None:
-        wait = reset + RESET_MARGIN - time.time()
-        if wait <= 0:
-            return
-        if wait > self.max_rate_limit_wait:
-            raise RateLimited(f"rate limit of {path} resets in {wait:.0f}s, more than [xapi] max_rate_limit_wait = "
-                            f"{self.max_rate_limit_wait:.0f}s; raise it or run later")
-        resume = datetime.fromtimestamp(reset, UTC).strftime("%H:%M:%SZ")
-        self.on_status(f"rate limited, resuming at {resume}")
-        log.info("X API: rate limit of %s spent, resuming at %s", path, resume)
-        self.stats.rate_limit_waits += 1
-        self.stats.rate_limit_wait_seconds += wait
-        time.sleep(wait)
+        waited = wait_for_reset(path, reset, self.max_rate_limit_wait, self.on_status)
+        if waited:
+            self.stats.rate_limit_waits += 1
+            self.stats.rate_limit_wait_seconds += waited
 
     def _pace(self, path: str) -> None:
         """Wait until the path's interval has passed since its last answer (or since the client began)."""
@@ -366,7 +347,7 @@ class XClient:
                 return body, status
             if status == 429:
                 if _usage_capped(body):  # first: the cap arrives while the window still has requests left
-                    raise UsageCapped(f"X API usage cap reached ({_problem(body, status)}); wait for the next "
+                    raise UsageCapped(f"X API usage cap reached ({problem_of(body, status)}); wait for the next "
                                       "billing period or raise the plan's cap")
                 self.stats.throttled += 1
                 limited += 1
@@ -377,15 +358,15 @@ class XClient:
                     self._answered(path, self.min_interval.get(path) or BURST_WAIT)
                 continue
             if status in RETRYABLE_STATUS:
-                raise TransientFault(f"HTTP {status} from {path}: {_problem(body, status)}")
+                raise TransientFault(f"HTTP {status} from {path}: {problem_of(body, status)}")
             if status in (401, 403):
-                raise Unauthorized(f"X API rejected the bearer token (HTTP {status}: {_problem(body, status)}); "
+                raise Unauthorized(f"X API rejected the bearer token (HTTP {status}: {problem_of(body, status)}); "
                                    "check the variable named by [xapi] token_env")
             if status == 400:
-                raise InvalidRequest(f"X API refused the request (HTTP 400: {_problem(body, status)})")
+                raise InvalidRequest(f"X API refused the request (HTTP 400: {problem_of(body, status)})")
             if 400 <= status < 500:  # never retried: the same request would get the same answer
-                raise InvalidRequest(f"unexpected HTTP {status} from {self.base_url}{path}: {_problem(body, status)}")
-            raise XApiError(f"unexpected HTTP {status} from {self.base_url}{path}: {_problem(body, status)}")
+                raise InvalidRequest(f"unexpected HTTP {status} from {self.base_url}{path}: {problem_of(body, status)}")
+            raise XApiError(f"unexpected HTTP {status} from {self.base_url}{path}: {problem_of(body, status)}")
 
     def _note_limits(self, path: str, response: requests.Response) -> None:
         try:

@@ -14,13 +14,11 @@ import os
 import re
 from pathlib import Path
 
+from flixluigi.errors import HmacKeyError
+
 MIN_KEY_BYTES = 32
 DIGEST_HEX = 32  # 128 bits of the HMAC: collision-free at any realistic user count, half the bytes
 PSEUDONYM_RE = re.compile(rf"^k[0-9a-f]{{8}}:[0-9a-f]{{{DIGEST_HEX}}}$")
-
-
-class HmacKeyError(ValueError):
-    """The HMAC key is missing or unusable; the message says how to provide one."""
 
 
 def load_key(env_var: str, key_file: str = "") -> bytes:

@@ -1,10 +1,13 @@
 """Where every object lives, and what one listing of the raw prefix says about every day.
 
-    <raw>/date=D/fetch=<fetch id>.jsonl.gz          one fetch of a day, written once, never changed
+    <raw>/date=D/fetch=<fetch id>.jsonl.zst         one fetch of a day, written once, never changed (.gz: gzip)
     <raw>/_pointers/date=D/<stamp>--<fetch id>.json  the day's pointer: the newest names the current fetch
     <curated>/                                       the curated Delta table, partitioned by date
     <records>/curated/date=D/<stamp>--<build>.json  a commit of the day: build, rows, duration; the newest is current
     <records>/failed/<Task>/date=D.json              the last failure of a day's task, until it succeeds
+    <records>/counts/month=YYYY-MM.json              the counts endpoint's posts per day of a month
+    <records>/compliance/state.json                  per day: when compliance last checked it, what it removed
+    <records>/compliance/ledger.json                 what compliance removed, as keyed hashes only
 
 Fetch ids and pointer stamps start with a UTC time, so names sort by age and the newest pointer
 of a day is found from key names alone: the completeness of 1,000 days is one listing, not one
@@ -22,16 +25,28 @@ FETCH_RE = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/fetch=([0-9TZ]+-[0-9a-f]+)\.js
 POINTER_RE = re.compile(r"/_pointers/date=(\d{4}-\d{2}-\d{2})/([0-9TZ]+)--([0-9TZ]+-[0-9a-f]+)\.json$")
 RECORD_RE = re.compile(r"/curated/date=(\d{4}-\d{2}-\d{2})/([0-9TZ]+)--([0-9a-f]+)\.json$")
 FAILED_RE = re.compile(r"/failed/(\w+)/date=(\d{4}-\d{2}-\d{2})\.json$")
+# flixluigi 0.1's raw day (one object a day, with a manifest), which `flixluigi migrate` converts.
+LEGACY_RAW_RE = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/pages\.jsonl\.gz$")
+
+
+STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
+# The fetch a 0.1 raw day becomes (`flixluigi migrate`): its stamp is the old object's time.
+LEGACY_FETCH_SUFFIX = "00000000"
 
 
 def stamp(now: datetime | None = None) -> str:
     """UTC time to the microsecond, sortable as text."""
-    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime(STAMP_FORMAT)
 
 
-def new_fetch_id(now: datetime | None = None) -> str:
+def parse_stamp(text: str) -> datetime:
+    """The UTC time of a stamp, or of a fetch id (which starts with one)."""
+    return datetime.strptime(text.split("-")[0], STAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def new_fetch_id(now: datetime | None = None, suffix: str | None = None) -> str:
     """Unique per fetch, even for two fetches of one day in the same microsecond on two machines."""
-    return f"{stamp(now)}-{secrets.token_hex(4)}"
+    return f"{stamp(now)}-{suffix or secrets.token_hex(4)}"
 
 
 @dataclass
@@ -75,6 +90,18 @@ class Layout:
 
     def failures_prefix(self) -> str:
         return f"{self.records}/failed/"
+
+    def counts_key(self, month: date) -> str:
+        return f"{self.records}/counts/month={month:%Y-%m}.json"
+
+    def compliance_state_key(self) -> str:
+        return f"{self.records}/compliance/state.json"
+
+    def ledger_key(self) -> str:
+        return f"{self.records}/compliance/ledger.json"
+
+    def legacy_manifest_key(self, day: date) -> str:
+        return f"{self.raw}/_manifests/date={day.isoformat()}.json"
 
     @staticmethod
     def raw_days(items: list[dict]) -> dict[date, RawDay]:

@@ -1,12 +1,13 @@
-"""Raw API pages -> curated rows: pure flattening, pseudonymisation, quality gate, schema.
+"""Raw API pages -> curated rows: pure flattening and pseudonymisation.
 
 Pages stream in and are flattened a chunk of a few thousand tweets at a time: Arrow converts
 the parsed tweets and users to typed columns in C++ and does the per-row work (field picks,
 joins of authors, lists, day bounds) in vectorised kernels; Python only touches what needs it
 (distinct user ids to pseudonymise, values that may hold a user identity). Memory stays bounded
 however large the day. Identities in free text are scrubbed and gated by the one rule of
-`flixluigi.privacy` (docs/privacy.md). Nothing here touches S3 or Luigi: the task hands in lines
-and a sink. The output is deterministic: the same raw day and key give the same rows in the same order.
+`curation.privacy` (docs/privacy.md); `curation.gate` checks each batch before it is written.
+Nothing here touches S3 or Luigi: the work hands in lines and writes the batches. The output is
+deterministic: the same raw day and key give the same rows in the same order.
 """
 
 from __future__ import annotations
@@ -21,81 +22,15 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
-import pyarrow.parquet as pq
 
-from flixluigi.privacy import Identities, Matcher, SharingOptions, query_terms
-from flixluigi.pseudonym import PSEUDONYM_RE, Pseudonymizer
+from flixluigi.curation.privacy import Identities, Matcher, SharingOptions, query_terms
+from flixluigi.curation.pseudonym import Pseudonymizer
+from flixluigi.curation.schema import RAW_PAGE, SCHEMA, SCHEMA_VERSION, STRING, TIMESTAMP
+from flixluigi.errors import QualityError
 
-SCHEMA_VERSION = 2
-ROW_GROUP_ROWS = 50_000
 DEFAULT_QUERY = "#FlixBus"
 KEEP_ALL = SharingOptions()
 HOST_RE = r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(?P<host>[^:/?#]*)"
-
-_TS = pa.timestamp("ms", tz="UTC")
-SCHEMA = pa.schema([
-    ("tweet_id", pa.string()),
-    ("created_at", _TS),
-    ("date", pa.date32()),
-    ("text", pa.string()),
-    ("lang", pa.string()),
-    ("source", pa.string()),
-    ("conversation_id", pa.string()),
-    ("author_id", pa.string()),
-    ("author_location", pa.string()),
-    ("author_followers_count", pa.int64()),
-    ("author_following_count", pa.int64()),
-    ("author_tweet_count", pa.int64()),
-    ("author_verified", pa.bool_()),
-    ("author_created_at", _TS),
-    ("hashtags", pa.list_(pa.string())),
-    ("mentioned_user_ids", pa.list_(pa.string())),
-    ("in_reply_to_user_id", pa.string()),
-    ("is_retweet", pa.bool_()),
-    ("is_reply", pa.bool_()),
-    ("is_quote", pa.bool_()),
-    ("referenced_tweet_ids", pa.list_(pa.string())),
-    ("retweet_count", pa.int64()),
-    ("reply_count", pa.int64()),
-    ("like_count", pa.int64()),
-    ("quote_count", pa.int64()),
-    ("impression_count", pa.int64()),
-    ("url_domains", pa.list_(pa.string())),
-    ("possibly_sensitive", pa.bool_()),
-    ("edit_chain_id", pa.string()),
-    ("edit_history_tweet_ids", pa.list_(pa.string())),
-    ("processed_at", _TS),
-    ("pseudonym_key_id", pa.string()),
-    ("schema_version", pa.int32()),
-    ("build_id", pa.string()),
-], metadata={"flixluigi.schema_version": str(SCHEMA_VERSION)})
-PSEUDONYM_COLUMNS = ("author_id", "in_reply_to_user_id", "mentioned_user_ids")
-# The gate checks these for raw user ids (or for pseudonyms when shared so), every other string column with the rule.
-TWEET_ID_COLUMNS = ("tweet_id", "conversation_id", "referenced_tweet_ids", "edit_chain_id", "edit_history_tweet_ids")
-
-_S, _I = pa.string(), pa.int64()
-# What the flattening reads of the raw objects; everything else in them is ignored.
-RAW_TWEET = pa.struct([
-    ("id", _S), ("created_at", _S), ("text", _S), ("lang", _S), ("source", _S), ("conversation_id", _S),
-    ("note_tweet", pa.struct([("text", _S), ("entities", pa.struct([
-        ("mentions", pa.list_(pa.struct([("username", _S), ("id", _S)])))]))])),  # a long post's full text
-    ("author_id", _S), ("in_reply_to_user_id", _S), ("possibly_sensitive", pa.bool_()),
-    ("edit_history_tweet_ids", pa.list_(_S)),
-    ("referenced_tweets", pa.list_(pa.struct([("type", _S), ("id", _S)]))),
-    ("public_metrics", pa.struct([("retweet_count", _I), ("reply_count", _I), ("like_count", _I), ("quote_count", _I),
-                                  ("impression_count", _I)])),
-    ("entities", pa.struct([("hashtags", pa.list_(pa.struct([("tag", _S)]))),
-                            ("mentions", pa.list_(pa.struct([("username", _S), ("id", _S)]))),
-                            ("urls", pa.list_(pa.struct([("expanded_url", _S)])))])),
-])
-RAW_USER = pa.struct([
-    ("id", _S), ("username", _S), ("name", _S), ("location", _S), ("verified", pa.bool_()), ("created_at", _S),
-    ("public_metrics", pa.struct([("followers_count", _I), ("following_count", _I), ("tweet_count", _I)])),
-])
-
-
-class QualityError(ValueError):
-    """The curated day would be wrong or would leak; nothing is published."""
 
 
 @dataclass
@@ -127,11 +62,6 @@ def _rows_with(lists: pa.Array, types: pa.Array, wanted: str, rows: int) -> pa.A
     return pc.is_in(pa.array(range(rows), pa.int64()), value_set=parents)
 
 
-RAW_PAGE = pa.schema([
-    ("data", pa.list_(RAW_TWEET)),
-    ("includes", pa.struct([("users", pa.list_(RAW_USER))])),
-    ("errors", pa.list_(pa.struct([("resource_type", _S), ("parameter", _S), ("value", _S), ("resource_id", _S)]))),
-])
 # Raw bytes handed to Arrow's JSON parser at a time (whole lines: one more line completes a chunk).
 # Arrow's streaming reader reads ahead without bound, so the chunks are cut here to bound memory.
 JSON_CHUNK_BYTES = 4 << 20
@@ -177,7 +107,7 @@ def _pages_batch(pages: list[dict]) -> pa.RecordBatch:
 def _author_rows(tweets: pa.StructArray, tweet_pages: pa.Array, users: pa.StructArray, user_pages: pa.Array) -> pa.Array:
     """Per tweet, the row in `users` of its author as included in the same page (null if absent)."""
     def keys(pages: pa.Array, ids: pa.Array) -> pa.Array:
-        return pc.binary_join_element_wise(pages.cast(_S), ids, ":")
+        return pc.binary_join_element_wise(pages.cast(STRING), ids, ":")
 
     return pc.index_in(keys(tweet_pages, pc.struct_field(tweets, "author_id")),
                        value_set=keys(user_pages, pc.struct_field(users, "id")))
@@ -205,8 +135,8 @@ def _edit_columns(tweets: pa.StructArray) -> tuple[pa.Array, pa.Array]:
     for number, row in enumerate(edited):
         where[row] = rows + number
     take = pa.array(where, pa.int64())
-    return (pa.concat_arrays([ids, pa.array([c[0] for c in chains], _S)]).take(take),
-            pa.concat_arrays([single, pa.array(chains, pa.list_(_S))]).take(take))
+    return (pa.concat_arrays([ids, pa.array([c[0] for c in chains], STRING)]).take(take),
+            pa.concat_arrays([single, pa.array(chains, pa.list_(STRING))]).take(take))
 
 
 class SeenIds:
@@ -350,7 +280,7 @@ class Curator:
         user_ids = pc.struct_field(users, "id")
         unread = [uid for uid in pc.unique(user_ids).to_pylist() if not known.ids.get(uid, False)]
         if unread:  # each user object is read once a day
-            new_users = users.filter(pc.is_in(user_ids, value_set=pa.array(unread, _S)))
+            new_users = users.filter(pc.is_in(user_ids, value_set=pa.array(unread, STRING)))
             known.add_users(*(pc.struct_field(new_users, name).to_pylist() for name in ("id", "username", "name")))
         entities = pc.struct_field(tweets, "entities"), pc.struct_field(pc.struct_field(tweets, "note_tweet"), "entities")
         mentions = pa.concat_arrays([pc.struct_field(e, "mentions").flatten() for e in entities])
@@ -367,10 +297,10 @@ class Curator:
             page = first_page + pc.list_parent_indices(data)[first].as_py()
             raise QualityError(f"a tweet without id on raw page {page}; the raw day is corrupt: re-fetch it")
         try:
-            created = stamps.cast(_TS)
+            created = stamps.cast(TIMESTAMP)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            created = pa.array([None] * len(stamps), _TS)
-        lo, hi = pa.scalar(self._lo, _TS), pa.scalar(self._lo + timedelta(days=1), _TS)
+            created = pa.array([None] * len(stamps), TIMESTAMP)
+        lo, hi = pa.scalar(self._lo, TIMESTAMP), pa.scalar(self._lo + timedelta(days=1), TIMESTAMP)
         outside = pc.fill_null(pc.or_(pc.less(created, lo), pc.greater_equal(created, hi)), True)
         if pc.any(outside).as_py():
             first = pc.index(outside, True).as_py()
@@ -390,7 +320,7 @@ class Curator:
         """Each distinct id once through the HMAC, then spread back by index; tweet ids in their own domain."""
         encoded = ids.dictionary_encode()
         pseudonym = self.pseudo.tweet if tweets else self.pseudo
-        return pa.array([pseudonym(v) for v in encoded.dictionary.to_pylist()], _S).take(encoded.indices)
+        return pa.array([pseudonym(v) for v in encoded.dictionary.to_pylist()], STRING).take(encoded.indices)
 
     def _share_ids(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """With [sharing] tweet_ids = pseudonymise, the post and edit-chain ids too (after the chains are
@@ -407,7 +337,7 @@ class Curator:
 
     def _shared(self, option: str, values: pa.Array) -> pa.Array:
         """A free-text column scrubbed, or all null when the sharing options drop it."""
-        return pa.nulls(len(values), _S) if getattr(self.sharing, option) == "drop" else self._matcher.scrub(values)
+        return pa.nulls(len(values), STRING) if getattr(self.sharing, option) == "drop" else self._matcher.scrub(values)
 
     def _columns(self, tweets: pa.StructArray, users: pa.StructArray, authors: pa.StructArray,
                  created: pa.Array) -> pa.RecordBatch:
@@ -424,7 +354,7 @@ class Curator:
         if mention_ids.null_count:
             known = self.stats.identities
             mention_ids = pc.coalesce(mention_ids, pa.array([known.user_id(n) if n else None
-                                                             for n in mention_names.to_pylist()], _S))
+                                                             for n in mention_names.to_pylist()], STRING))
         edit_chain_id, edit_history = _edit_columns(tweets)
         scrub = self._matcher.scrub
         columns = {
@@ -441,7 +371,7 @@ class Curator:
             "author_following_count": pc.struct_field(author_metrics, "following_count"),
             "author_tweet_count": pc.struct_field(author_metrics, "tweet_count"),
             "author_verified": pc.struct_field(authors, "verified"),
-            "author_created_at": pc.struct_field(authors, "created_at").cast(_TS),
+            "author_created_at": pc.struct_field(authors, "created_at").cast(TIMESTAMP),
             "hashtags": _rebuild(hashtags, scrub(pc.utf8_lower(pc.struct_field(hashtags.flatten(), "tag")))),
             "mentioned_user_ids": _rebuild(mentions, self._pseudonymize(mention_ids)),
             "in_reply_to_user_id": self._pseudonymize(pc.struct_field(tweets, "in_reply_to_user_id")),
@@ -458,10 +388,10 @@ class Curator:
             "possibly_sensitive": pc.struct_field(tweets, "possibly_sensitive"),
             "edit_chain_id": edit_chain_id,
             "edit_history_tweet_ids": edit_history,
-            "processed_at": pa.repeat(pa.scalar(self.processed_at, _TS), rows),
-            "pseudonym_key_id": pa.repeat(pa.scalar(self.pseudo.key_id, _S), rows),
+            "processed_at": pa.repeat(pa.scalar(self.processed_at, TIMESTAMP), rows),
+            "pseudonym_key_id": pa.repeat(pa.scalar(self.pseudo.key_id, STRING), rows),
             "schema_version": pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int32()), rows),
-            "build_id": pa.repeat(pa.scalar(self.build_id, _S), rows),
+            "build_id": pa.repeat(pa.scalar(self.build_id, STRING), rows),
         }
         return pa.RecordBatch.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
 
@@ -479,77 +409,3 @@ class Curator:
         offsets = pc.cumulative_sum(pc.fill_null(lengths.combine_chunks(), 0))
         offsets = pa.concat_arrays([pa.array([0], pa.int32()), offsets.cast(pa.int32())])
         return pa.ListArray.from_arrays(offsets, pairs["host"].combine_chunks())
-
-
-def _not_pseudonyms(values: pa.Array) -> int | None:
-    """Index of the first value that is not a pseudonym (nulls are absent values, not violations)."""
-    bad = pc.invert(pc.fill_null(pc.match_substring_regex(values, PSEUDONYM_RE.pattern), True))
-    return pc.index(bad, True).as_py() if pc.any(bad).as_py() else None
-
-
-def _first_known(values: pa.Array, known: dict[str, bool]) -> int | None:
-    """Index of the first value that is a key of `known`; each distinct value looked up once."""
-    distinct = values.unique()
-    hits = [value for value in distinct.to_pylist() if value in known]
-    if not hits:
-        return None
-    return pc.index(pc.is_in(values, value_set=pa.array(hits, values.type)), True).as_py()
-
-
-def _row_of(column: pa.Array, index: int) -> int:
-    """The row of a value, or of a list item."""
-    return pc.list_parent_indices(column)[index].as_py() if pa.types.is_list(column.type) else index
-
-
-def _remedy(name: str) -> str:
-    drop = {"text": "; to publish the day meanwhile, set [sharing] text = drop",
-            "author_location": "; to publish the day meanwhile, set [sharing] author_location = drop"}
-    return ("this is a gap in flixluigi's privacy rule, not in the raw data, so re-fetching cannot help: "
-            "report it (docs/privacy.md, 'When the gate refuses a day')" + drop.get(name, ""))
-
-
-def check_batch(batch: pa.RecordBatch, stats: CurateStats) -> None:
-    """The privacy half of the quality gate, on what is about to be written: every string and list
-    column, checked for every raw id and username of the day so far in every form the rule knows.
-    After the scrubbing only a gap in the rule can fail it, so the message names the row, not a re-fetch."""
-    known, first_row = stats.identities, stats.rows - batch.num_rows
-    pseudonymised = PSEUDONYM_COLUMNS + (TWEET_ID_COLUMNS if stats.sharing.tweet_ids == "pseudonymise" else ())
-    matcher = stats.matcher
-    for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        values = column.flatten() if pa.types.is_list(column.type) else column
-        if not pa.types.is_string(values.type):
-            continue
-        where = f"column {name}, row {{}} of the day"
-        if name in pseudonymised:
-            bad = _not_pseudonyms(values)
-            if bad is not None:
-                raise QualityError(f"privacy gate: {where.format(first_row + _row_of(column, bad))} holds a value that is "
-                                   "not a pseudonym; this is a bug in flixluigi's pseudonymisation: refusing to publish")
-        elif name in TWEET_ID_COLUMNS:
-            clash = _first_known(values, known.ids)
-            if clash is not None:
-                raise QualityError(f"privacy gate: {where.format(first_row + _row_of(column, clash))} holds a tweet id "
-                                   "equal to a raw user id of the day; set [sharing] tweet_ids = pseudonymise")
-        elif not matcher.proven(values):
-            leak = matcher.first_leak(values)
-            if leak is not None:
-                index, form = leak
-                raise QualityError(f"privacy gate: {where.format(first_row + _row_of(column, index))} still holds "
-                                   f"{form} after scrubbing; {_remedy(name)}")
-
-
-def write_parquet(source: IO[bytes] | Iterable[bytes | dict], sink: IO[bytes] | str, curator: Curator,
-                  on_batch: Callable[[CurateStats], None] = lambda stats: None) -> CurateStats:
-    """Stream a raw day into Parquet row groups, gating each batch; raises QualityError on any violation."""
-    with pq.ParquetWriter(sink, SCHEMA, compression="zstd") as writer:
-        pending: list[pa.RecordBatch] = []
-        for batch in curator.batches(source):
-            check_batch(batch, curator.stats)
-            pending.append(batch)
-            on_batch(curator.stats)
-            if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
-                writer.write_table(pa.Table.from_batches(pending, SCHEMA), row_group_size=ROW_GROUP_ROWS)
-                pending = []
-        if pending:
-            writer.write_table(pa.Table.from_batches(pending, SCHEMA), row_group_size=ROW_GROUP_ROWS)
-    return curator.stats

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
-from flixluigi.sandbox.api import INVALID_REQUEST, BadRequest, SandboxApi, fmt_time
-from flixluigi.sandbox.generator import TWITTER_EPOCH_MS
-from flixluigi.sandbox.server import TOO_MANY, UNAUTHORIZED, Handler
+from devkit.sandbox.api import INVALID_REQUEST, BadRequest, SandboxApi, fmt_time
+from devkit.sandbox.generator import TWITTER_EPOCH_MS
+from devkit.sandbox.server import TOO_MANY, UNAUTHORIZED, Handler
 
 API_PREFIX = "/2/compliance/jobs"
 STORAGE_PREFIX = "/_storage/compliance/"

@@ -7,9 +7,9 @@ signature: the bearer token is never sent to them (they point at a storage host,
 A job takes at most 100,000 ids, and X runs one job per type at a time, so larger sets run as
 several jobs one after the other.
 
-Errors are one line naming the problem and the fix, subclass the `flixluigi.xapi` error classes
-(an `except Unauthorized` catches both clients' token errors) and carry `transient`: whether
-running again may succeed. Only transient HTTP faults are retried here; a failed or expired job
+Errors are one line naming the problem and the fix, subclass the X API error classes of
+`flixluigi.errors` (an `except Unauthorized` catches both clients' token errors) and carry
+`transient`: whether running again may succeed. Only transient HTTP faults are retried here; a failed or expired job
 is transient too (a new job may succeed) but is left to the caller to rerun.
 """
 
@@ -26,63 +26,49 @@ import backoff
 import orjson
 import requests
 
-from flixluigi.compliance import ComplianceDataError, Record
-from flixluigi.xapi import (
-    RETRYABLE_STATUS,
-    ApiUnreachable,
-    InvalidRequest,
-    MalformedResponse,
-    TransientFault,
-    Unauthorized,
-    XApiError,
-    _problem,
-    request_failure,
+from flixluigi.errors import (
+    ComplianceDataError,
+    ComplianceError,
+    ComplianceFault,
+    ComplianceMalformed,
+    ComplianceRefused,
+    ComplianceUnauthorized,
+    ComplianceUnreachable,
+    JobFailed,
 )
+from flixluigi.xapi.client import RETRYABLE_STATUS, problem_of, request_failure, wait_for_reset
 
 log = logging.getLogger(__name__)
 
 JOB_TYPES = ("tweets", "users")
 MAX_IDS_PER_JOB = 100_000
 NAME_MAX = 64
+SCRUB_GEO = "scrub_geo"
 ID_RE = re.compile(r"^[0-9]{1,19}$")
+# A 429 that names no reset: wait this long before asking again.
+NO_RESET_WAIT = 60.0
 
 
-class ComplianceError(XApiError):
-    """A failure of a compliance job or of its use; one line with the fix."""
+@dataclass(frozen=True)
+class Record:
+    """One line of a job's results: `{"id", "action", "created_at", "redacted_at", "reason"}`."""
 
-    transient = False
+    id: str
+    reason: str
+    action: str = "delete"
+    created_at: str | None = None
+    redacted_at: str | None = None
 
+    @classmethod
+    def parse(cls, obj: object) -> Record:
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("reason"), str):
+            raise ComplianceDataError(f"compliance result {str(obj)[:120]!r} lacks a string id or reason; "
+                                      "the download is not a compliance result file")
+        return cls(obj["id"], obj["reason"], str(obj.get("action") or "delete"), obj.get("created_at"), obj.get("redacted_at"))
 
-class ComplianceFault(ComplianceError, TransientFault):
-    """5xx, time-outs, dropped connections, cut downloads: retried per request."""
-
-    transient = True
-
-
-class ComplianceUnreachable(ComplianceError, ApiUnreachable):
-    pass
-
-
-class ComplianceUnauthorized(ComplianceError, Unauthorized):
-    pass
-
-
-class ComplianceRefused(ComplianceError, InvalidRequest):
-    pass
-
-
-class ComplianceMalformed(ComplianceError, MalformedResponse):
-    pass
-
-
-class JobFailed(ComplianceError):
-    """The job ended `failed` or `expired`, or did not finish in time: a new job may succeed."""
-
-    transient = True
-
-    def __init__(self, message: str, job_id: str, status: str):
-        super().__init__(message)
-        self.job_id, self.status = job_id, status
+    @property
+    def scrubs_geo(self) -> bool:
+        return SCRUB_GEO in (self.reason, self.action)
 
 
 @dataclass(frozen=True)
@@ -235,14 +221,10 @@ class ComplianceClient:
 
     def _wait_for_reset(self, path: str, response: requests.Response) -> None:
         try:
-            wait = float(response.headers["x-rate-limit-reset"]) + 0.1 - time.time()
+            reset = float(response.headers["x-rate-limit-reset"])
         except (KeyError, ValueError):
-            wait = 60.0
-        if wait > self.max_rate_limit_wait:
-            raise ComplianceError(f"rate limit of {path} resets in {wait:.0f}s, more than the longest wait of "
-                                  f"{self.max_rate_limit_wait:.0f}s; run later")
-        self.on_status(f"compliance API rate limited, waiting {max(wait, 0):.0f}s")
-        time.sleep(max(wait, 0))
+            reset = time.time() + NO_RESET_WAIT
+        wait_for_reset(path, reset, self.max_rate_limit_wait, self.on_status, error=ComplianceError)
 
     def _on_backoff(self, details: dict) -> None:
         log.warning("compliance: %s; retry %d in %.1fs", details["exception"], details["tries"], details["wait"])
@@ -259,7 +241,7 @@ class ComplianceClient:
         if 200 <= status < 300 or (api and status == 429):
             return response
         try:
-            problem = _problem(orjson.loads(response.content), status)
+            problem = problem_of(orjson.loads(response.content), status)
         except orjson.JSONDecodeError:
             problem = _xml_problem(response.text, status)
         if status in RETRYABLE_STATUS or status == 429:

@@ -1,4 +1,4 @@
-"""Producing one raw or curated day: the work behind RawTweets, CuratedTweets and Reprocess.
+"""Producing days: the work behind RawTweets, CuratedTweets, Rebuild, Backfill and Reprocess.
 
 A fetch is written once to its own key and then pointed at; a curated day is one commit of the
 table that replaces its partition, then its record. Progress and warnings go to a `Reporter`,
@@ -7,32 +7,36 @@ which the Luigi tasks connect to the scheduler; nothing here imports a task.
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import IO, TYPE_CHECKING, TypeVar
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, TypeVar
 
+import backoff
 import orjson
 import pyarrow as pa
 
-from flixluigi import __version__, config
-from flixluigi.cost import budget_problem, cost
-from flixluigi.curate import SCHEMA, SCHEMA_VERSION, Curator, check_batch
-from flixluigi.layout import new_fetch_id
-from flixluigi.privacy import SharingOptions
-from flixluigi.pseudonym import Pseudonymizer, load_key
-from flixluigi.state import Build, Snapshot, layout, raw_day
-from flixluigi.storage import Storage
-from flixluigi.xapi import XApiError, XClient, day_window, reconcile, search_path
+from flixluigi import config
+from flixluigi._version import __version__
+from flixluigi.curation.curator import Curator
+from flixluigi.curation.gate import check_batch
+from flixluigi.curation.privacy import SharingOptions
+from flixluigi.curation.pseudonym import Pseudonymizer, load_key
+from flixluigi.curation.schema import SCHEMA, SCHEMA_VERSION
+from flixluigi.dates import month_of
+from flixluigi.errors import NoRawDay, OverBudget, XApiError, is_transient
+from flixluigi.store.layout import new_fetch_id
+from flixluigi.store.rawio import compressed, open_raw
+from flixluigi.store.s3 import Storage
+from flixluigi.store.state import Build, Snapshot, curated_record, layout, point, raw_day, snapshot
+from flixluigi.xapi.billing import budget_problem, cost
+from flixluigi.xapi.client import XClient, day_window, reconcile, search_path, servable
 
 if TYPE_CHECKING:  # deltalake is imported where a day is committed, not by every `luigi` invocation
-    from flixluigi.lake import CuratedTable
+    from flixluigi.store.lake import CuratedTable
 
 log = logging.getLogger("luigi-interface")
 T = TypeVar("T")
@@ -44,14 +48,6 @@ class Reporter:
 
     progress: Callable[..., None] = lambda message, percent=None: None
     warn: Callable[[str], str] = lambda message: message
-
-
-class OverBudget(XApiError):
-    """The day would take the month past its post budget; waiting or a bigger budget mends it."""
-
-
-class NoRawDay(LookupError):
-    """A curated day was asked for but no raw fetch of it is stored; no retry can mend it."""
 
 
 def make_client(on_status: Callable[[str], None] = lambda message: None) -> XClient:
@@ -77,86 +73,32 @@ def sharing() -> str:
     return sharing_options().fingerprint
 
 
-def transient(exc: BaseException) -> bool:
-    return bool(getattr(exc, "transient", False))
-
-
 def with_retries(action: Callable[[], T], what: str, report: Reporter) -> T:
-    """Retry a whole day's work after a transient failure ([days] tries, retry_delay); permanent
-    failures and the last transient one are raised at once. The wait is announced."""
+    """Retry a whole day's work after a transient failure ([days] tries, retry_delay, read now);
+    permanent failures and the last transient one are raised at once. The wait is announced, and
+    is what is waited (no jitter)."""
     cfg = config.days()
-    for attempt in range(1, cfg.tries + 1):
-        try:
-            return action()
-        except Exception as exc:
-            if not transient(exc) or attempt == cfg.tries:
-                raise
-            message = f"{what}: {exc}; retrying in {cfg.retry_delay:.0f}s (try {attempt + 1} of {cfg.tries})"
-            log.warning(message)
-            report.progress(message)
-            time.sleep(cfg.retry_delay)
-    raise AssertionError("unreachable")
 
+    def announce(details: dict) -> None:
+        message = f"{what}: {details['exception']}; retrying in {cfg.retry_delay:.0f}s (try {details['tries'] + 1} of {cfg.tries})"
+        log.warning(message)
+        report.progress(message)
 
-@contextmanager
-def compressed(sink: IO[bytes], codec: str) -> Iterator[IO[bytes]]:
-    """zstd (through pyarrow, no extra package) or gzip around an upload. zstd at pyarrow's default
-    level (1): writing a day costs 0.16x its curation for the smallest objects measured; gzip 6,
-    kept for `raw_codec = gz`, costs 0.8x (benchmarks/curate.py). `zstd -dc` and `zcat` read them."""
-    if codec == "zst":
-        stream = pa.CompressedOutputStream(pa.PythonFile(sink, mode="w"), "zstd")
-        yield stream
-        stream.close()
-    else:
-        with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=6) as stream:
-            yield stream
-
-
-class _NativeReader(io.RawIOBase):
-    """pyarrow's zstd stream as a Python raw stream, so io.BufferedReader gives it readline()."""
-
-    def __init__(self, stream: pa.NativeFile):
-        self.stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:
-        data = self.stream.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-
-def open_raw(store: Storage, key: str) -> IO[bytes]:
-    """A streaming reader of a stored fetch, whatever codec it was written with."""
-    return decompressed(store.open(key), key)
-
-
-def decompressed(body: IO[bytes], name: str) -> IO[bytes]:
-    """The JSON lines of a compressed fetch body; the codec is the name's (`.zst`, else gzip)."""
-    if name.endswith(".zst"):
-        return io.BufferedReader(_NativeReader(pa.CompressedInputStream(pa.PythonFile(body, mode="r"), "zstd")), 1 << 20)
-    return gzip.GzipFile(fileobj=body, mode="rb")
-
-
-def counts_key(month: date) -> str:
-    return f"{layout().records}/counts/month={month:%Y-%m}.json"
+    retrying = backoff.on_exception(backoff.constant, Exception, max_tries=cfg.tries, giveup=lambda exc: not is_transient(exc),
+                                    jitter=None, on_backoff=announce, logger=None, interval=cfg.retry_delay)
+    return retrying(action)()
 
 
 def month_days(month: date) -> list[date]:
     """The days of the month the configured endpoint can fetch now (over, and inside its window)."""
-    first = month.replace(day=1)
-    following = (first + timedelta(days=32)).replace(day=1)
-    days = [first + timedelta(days=n) for n in range((following - first).days)]
+    endpoint = config.xapi().endpoint
+    return [day for day in month_of(month) if not servable(day, endpoint)]
+
+
+def counts_current(stored: dict) -> bool:
+    """Stored counts are of the configured query and endpoint."""
     cfg = config.xapi()
-    servable = []
-    for day in days:
-        try:
-            day_window(day, cfg.endpoint)
-        except XApiError:
-            continue
-        servable.append(day)
-    return servable
+    return (stored.get("query"), stored.get("endpoint")) == (cfg.query, cfg.endpoint)
 
 
 def fetch_counts(store: Storage, month: date, report: Reporter) -> dict:
@@ -167,20 +109,17 @@ def fetch_counts(store: Storage, month: date, report: Reporter) -> dict:
         if days else {}
     stored = {"month": f"{month:%Y-%m}", "query": cfg.query, "endpoint": cfg.endpoint,
               "days": {day.isoformat(): counts.get(day, 0) for day in days}, "fetched_at": datetime.now(UTC).isoformat()}
-    store.put_json(counts_key(month), stored)
+    store.put_json(layout().counts_key(month), stored)
     return stored
 
 
 def expected_posts(store: Storage, day: date) -> int | None:
     """What the counts endpoint expects for the day, from the month's stored counts (None if unknown)."""
-    key = counts_key(day)
+    key = layout().counts_key(day)
     if not store.exists(key):
         return None
     stored = store.get_json(key)
-    cfg = config.xapi()
-    if (stored.get("query"), stored.get("endpoint")) != (cfg.query, cfg.endpoint):
-        return None
-    return stored["days"].get(day.isoformat())
+    return stored["days"].get(day.isoformat()) if counts_current(stored) else None
 
 
 def check_budget(client: XClient, day: date, expected: int | None) -> None:
@@ -234,11 +173,6 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     point(store, day, fetch_id, pointer)
     report.progress(f"done: {stats.pages} pages, {stats.tweets} tweets", 100)
     return pointer
-
-
-def point(store: Storage, day: date, fetch_id: str, pointer: dict) -> None:
-    """Make a stored fetch the day's current one (the newest pointer wins)."""
-    store.put_json(layout().pointer_key(day, fetch_id), pointer)
 
 
 def _empty_day(day: date, report: Reporter) -> str:
@@ -304,21 +238,44 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
         return table.write_day(day, SCHEMA, gated(stored.fetches[stored.current]["Key"], builds[-1]),
                                {**builds[-1].as_metadata(), "flixluigi.client_version": __version__})
 
-    from flixluigi.lake import retrying_conflicts
+    from flixluigi.store.lake import retrying_conflicts
 
     version = retrying_conflicts(commit, done)
     build, stats = builds[-1], curators[-1].stats
-    fetch_id = build.raw_fetch
-    record = {
-        "date": day.isoformat(), "build_id": build.id, "raw_fetch": fetch_id, "pseudonym_key_id": pseudonymize.key_id,
-        "schema_version": SCHEMA_VERSION, "sharing": build.sharing, "table_version": version, "rows": stats.rows,
-        "raw_pages": stats.pages, "duplicates_dropped": stats.duplicates, "partial_errors": stats.partial_errors,
-        # Posts of the raw fetch that a rule keeps out: older versions of an edited post.
-        "removed_by_rule": stats.superseded,
-        "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
-        "produced_at": datetime.now(UTC).isoformat(),
-    }
+    # removed_by_rule: posts of the raw fetch that a rule keeps out (older versions of an edited post).
+    record = curated_record(day, build.as_metadata(), version, stats.rows, time.monotonic() - started, raw_pages=stats.pages,
+                            duplicates_dropped=stats.duplicates, partial_errors=stats.partial_errors,
+                            removed_by_rule=stats.superseded)
     if version is not None:
         store.put_json(where.record_key(day, build.id), record)
     report.progress(f"done: {stats.rows} rows", 100)
     return record
+
+
+def backfill_days(days: list[date], what: str) -> list[date]:
+    """The days a backfill runs: those the endpoint can serve or that have a stored raw day (the
+    rest are skipped in one line). Refuses, before any fetch, a range whose expected posts exceed
+    the month's budget."""
+    state, endpoint = snapshot(False), config.xapi().endpoint
+    wanted, skipped = [], []
+    for day in days:
+        (skipped if not state.raw_complete(day) and servable(day, endpoint) else wanted).append(day)
+    if skipped:
+        log.warning("Backfill: skipping %d day(s) from %s to %s: %s", len(skipped), min(skipped), max(skipped),
+                    servable(skipped[0], endpoint))
+    to_fetch = [day for day in wanted if not state.raw_complete(day)]
+    if to_fetch and config.xapi().monthly_post_budget > 0:
+        cfg, client = config.xapi(), make_client()
+        expected = sum(client.daily_counts(cfg.query, min(to_fetch), max(to_fetch), endpoint=cfg.endpoint).values())
+        problem = budget_problem(expected, client.usage(), cfg.monthly_post_budget)
+        if problem:
+            raise OverBudget(f"{what}: {problem}")
+    return wanted
+
+
+def reprocess_plan(days: list[date], refetch: bool) -> list[str]:
+    """What a Reprocess would do to each day, one line a day (its dry run)."""
+    state = snapshot(False)
+    return [f"dry run: {day}: " + ("re-fetch from the API, then rebuild" if refetch else
+                                    f"rebuild from raw fetch {state.raw[day].current}" if state.raw_complete(day) else
+                                    "NO RAW DAY: would fail (use --refetch)") for day in days]

@@ -19,30 +19,26 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 
 from flixluigi import config
-from flixluigi.compliance import Ledger, Summary, Verdicts, apply_lines, ids_to_check
-from flixluigi.compliance_api import ComplianceClient
-from flixluigi.days import Reporter, compressed, curate_day, open_raw, point, pseudonymizer
-from flixluigi.lake import CuratedTable
-from flixluigi.layout import Layout, RawDay, new_fetch_id
-from flixluigi.pseudonym import load_key
-from flixluigi.state import Snapshot, layout, pointer_of
-from flixluigi.storage import Storage, StorageError
+from flixluigi.compliance.rules import Ledger, Summary, Verdicts, apply_lines, ids_to_check
+from flixluigi.curation.pseudonym import load_key
+from flixluigi.dates import day_range
+from flixluigi.errors import StorageError
+from flixluigi.store.lake import CuratedTable
+from flixluigi.store.layout import Layout, RawDay, new_fetch_id
+from flixluigi.store.rawio import compressed, open_raw
+from flixluigi.store.s3 import Storage
+from flixluigi.store.state import Snapshot, layout, point, pointer_of
+from flixluigi.work import Reporter, curate_day, pseudonymizer
+from flixluigi.xapi.compliance import ComplianceClient
 
 
 class _Unchanged(Exception):
     """Aborts the upload of a fetch that compliance left as it was."""
 
 
-def state_key(where: Layout) -> str:
-    return f"{where.records}/compliance/state.json"
-
-
-def ledger_key(where: Layout) -> str:
-    return f"{where.records}/compliance/ledger.json"
-
-
 def load_state(store: Storage, where: Layout) -> dict:
-    return store.get_json(state_key(where)) if store.exists(state_key(where)) else {"days": {}}
+    key = where.compliance_state_key()
+    return store.get_json(key) if store.exists(key) else {"days": {}}
 
 
 def _lines(store: Storage, key: str) -> Iterator[bytes]:
@@ -82,18 +78,18 @@ def comply(start: date, end: date, report: Reporter) -> dict:
     store, where, table = Storage.from_config(), layout(), CuratedTable.from_config()
     key = pseudonymizer()
     snapshot = Snapshot.read(store, where, curated=False)
-    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
-    days = [day for day in days if snapshot.raw_complete(day)]
+    days = [day for day in day_range(start, end) if snapshot.raw_complete(day)]
     ids = {day: _day_ids(store, snapshot.raw[day]) for day in days}
     client = ComplianceClient(xcfg.base_url, os.environ.get(xcfg.token_env, ""), poll_interval=cfg.poll_interval,
-                              poll_timeout=cfg.poll_timeout, max_ids_per_job=cfg.max_ids_per_job, on_status=report.progress)
+                              poll_timeout=cfg.poll_timeout, max_ids_per_job=cfg.max_ids_per_job,
+                              max_rate_limit_wait=xcfg.max_rate_limit_wait, on_status=report.progress)
     name = f"flixluigi-{start}-{end}"
     verdicts = Verdicts.from_records(
         client.check("tweets", sorted({i for tweets, _ in ids.values() for i in tweets}), name=name),
         client.check("users", sorted({i for _, users in ids.values() for i in users}), name=name))
     state = load_state(store, where)
     ledger = Ledger(load_key(config.pseudonym().key_env, config.pseudonym().key_file),
-                    store.get_json(ledger_key(where))["entries"] if store.exists(ledger_key(where)) else ())
+                    store.get_json(where.ledger_key())["entries"] if store.exists(where.ledger_key()) else ())
     now = datetime.now(UTC)
     for number, day in enumerate(days, 1):
         summary = _rewrite(store, where, day, snapshot.raw[day], verdicts) if verdicts else Summary()
@@ -107,8 +103,8 @@ def comply(start: date, end: date, report: Reporter) -> dict:
                 for reason, count in counts.items():
                     entry["removed"].setdefault(kind, {})[reason] = entry["removed"].get(kind, {}).get(reason, 0) + count
         report.progress(f"compliance: {number}/{len(days)} days checked", 100 * number // max(len(days), 1))
-    store.put_json(ledger_key(where), {"key_id": ledger.key_id, "entries": ledger.entries})
-    store.put_json(state_key(where), state)
+    store.put_json(where.ledger_key(), {"key_id": ledger.key_id, "entries": ledger.entries})
+    store.put_json(where.compliance_state_key(), state)
     purge(store, where, table, state, cfg.purge_after_hours)
     return state
 
@@ -132,7 +128,7 @@ def purge(store: Storage, where: Layout, table: CuratedTable, state: dict, hours
     store.delete_many(old)
     for day in due:
         state["days"][day]["purged"] = True
-    store.put_json(state_key(where), state)
+    store.put_json(where.compliance_state_key(), state)
     return deleted + old
 
 

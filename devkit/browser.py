@@ -6,7 +6,7 @@ over a single websocket, and records every network request, console message and 
 page causes. A page that draws after its load event sets `window.pageReady` to a promise; `open`
 waits for it, so nothing here depends on sleeping long enough.
 
-    python -m flixluigi.browser report.html report.png   # full-page PNG; exit 1 and the problems if the page had any
+    python -m devkit.browser report.html report.png   # full-page PNG; exit 1 and the problems if the page had any
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def screenshot(html_path: str | Path, png_path: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m flixluigi.browser PAGE.html OUT.png", file=sys.stderr)
+        print("usage: python -m devkit.browser PAGE.html OUT.png", file=sys.stderr)
         return 2
     page, png = args
     try:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from flixluigi.xapi import COUNTS_SPAN_DAYS
+from flixluigi.xapi.client import COUNTS_SPAN_DAYS
 
 
 def counts_requests(days: int) -> int:

@@ -4,9 +4,10 @@ The client is built from Luigi's `[s3]` section (endpoint, region; credentials f
 usual chain) with botocore's standard retry mode, so a 503, `SlowDown` or the `InternalError`
 that SeaweedFS answers while its volumes register is retried before it becomes an error.
 Objects are uploaded by multipart from memory (`upload`): nothing is written to local disk,
-and an upload that fails or is killed leaves no object at its key. Every failure becomes a
-`StorageError` whose message names the problem and the fix and whose `transient` flag says
-whether a later try can succeed.
+and an upload that fails or is killed leaves no object at its key. Every failure of S3, through
+boto3 here or through deltalake in `store.lake`, becomes a `StorageError` (`explain`) whose
+message names the problem and the fix and whose `transient` flag says whether a later try can
+succeed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,48 +28,57 @@ import luigi.configuration
 import orjson
 
 from flixluigi import config
+from flixluigi.errors import MAX_LINE, StorageError, TransientStorageError
 
 PART_BYTES = 8 << 20  # multipart part size: S3's minimum is 5 MiB
 TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "503", "500", "502", "504"}
-CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken"}
+CREDENTIAL_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "403")
 
 
-class StorageError(Exception):
-    """S3 is unreachable, the bucket is missing, or credentials are refused; one line with the fix."""
-
-    transient = False
-
-
-class TransientStorageError(StorageError):
-    """S3 kept failing in a way a later try can mend (connection lost, 5xx after retries)."""
-
-    transient = True
+# Words of an error's text (deltalake's object store has no codes) that mean S3 did not answer or
+# answered that it is busy: a later try can mend them.
+UNREACHABLE_WORDS = ("connection refused", "error sending request", "timed out", "connect error", "internalerror",
+                     "service unavailable", "slowdown", "503")
+# object_store colours its error chains ("Generic S3 error \x1b[31m↳\x1b[0m ..."); messages go to
+# Slack, webhooks and `flixluigi status`, where the escapes are noise.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def explain(exc: Exception, bucket: str, endpoint: str) -> StorageError:
-    """Turn a boto3 failure into one line that names the problem and the fix."""
+def explain(exc: Exception, bucket: str, endpoint: str, subject: str = "") -> StorageError:
+    """A boto3 or deltalake failure as one line that names the problem and the fix, transient where
+    a later try can mend it. `subject` names what failed (default: the S3 endpoint)."""
     if isinstance(exc, StorageError):
         return exc
+    unreachable = f"{subject or f'S3 endpoint {endpoint}'} is unreachable{{}}; start it (scripts/seaweedfs.sh start) " \
+                  "or fix [s3] endpoint_url"
+    subject = subject or f"S3 at {endpoint}"
+    no_bucket = StorageError(f"S3 bucket {bucket!r} does not exist at {endpoint}; create it or fix [storage] bucket")
+    refused = f"S3 at {endpoint} refused the credentials ({{}}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
                         botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)):
-        return TransientStorageError(f"S3 endpoint {endpoint} is unreachable; start it (scripts/seaweedfs.sh start) "
-                                     "or fix [s3] endpoint_url")
+        return TransientStorageError(unreachable.format(""))
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return StorageError("no S3 credentials; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         if code in ("NoSuchBucket", "404"):
-            return StorageError(f"S3 bucket {bucket!r} does not exist at {endpoint}; create it or fix [storage] bucket")
+            return no_bucket
         if code in CREDENTIAL_CODES:
-            return StorageError(f"S3 at {endpoint} refused the credentials ({code}); check AWS_ACCESS_KEY_ID "
-                                "and AWS_SECRET_ACCESS_KEY")
+            return StorageError(refused.format(code))
         kind = TransientStorageError if code in TRANSIENT_CODES else StorageError
-        message = " ".join(str(error.get("Message", "")).split())
-        return kind(f"S3 error {code} at {endpoint}: {message}")
+        return kind(f"S3 error {code} at {endpoint}: {' '.join(str(error.get('Message', '')).split())}")
+    text = " ".join(ANSI_ESCAPE.sub("", str(exc)).split())
     if isinstance(exc, botocore.exceptions.BotoCoreError):
-        return TransientStorageError(f"S3 at {endpoint} failed: {type(exc).__name__}: {exc}".splitlines()[0])
-    return StorageError(f"S3 at {endpoint} failed: {type(exc).__name__}: {exc}".splitlines()[0])
+        return TransientStorageError(f"{subject} failed: {type(exc).__name__}: {text}"[:MAX_LINE])
+    lowered = text.lower()
+    if any(word in lowered for word in UNREACHABLE_WORDS):
+        return TransientStorageError(unreachable.format(f" ({text[:160]})"))
+    if "nosuchbucket" in lowered or ("bucket" in lowered and "not" in lowered and "exist" in lowered):
+        return no_bucket
+    if code := next((c for c in CREDENTIAL_CODES if c.lower() in lowered), None):
+        return StorageError(refused.format(code))
+    return StorageError(f"{subject} failed: {type(exc).__name__}: {text[:200]}")
 
 
 def s3_options() -> dict:

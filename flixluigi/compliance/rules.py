@@ -2,7 +2,8 @@
 
 X's terms require stored posts that were deleted, protected, suspended or withheld to be removed
 (and geo scrubbed) once known. The results of a compliance job say so per id; this module turns
-them into `Verdicts` and applies those to raw API pages and to curated Arrow rows.
+them into `Verdicts` and applies those to raw API pages; the curated day is then rebuilt from
+the new raw fetch like any other (`compliance.apply`).
 
 What is changed, and why nothing else is:
 - Posts whose result has any reason but `scrub_geo` (deleted, protected, suspended, deactivated,
@@ -16,7 +17,8 @@ What is changed, and why nothing else is:
   verified/protected flags, creation date and withholding all go. The id stays because the page
   already names it wherever the user appears (author_id, mentions), so removing it would hide
   nothing and would break the joins of the curation. A user's `scrub_geo` removes `location`.
-  Curated rows of such users lose every `author_*` column but the pseudonymous `author_id`.
+  Curated rows of such users, rebuilt from the new fetch, lose every `author_*` column but the
+  pseudonymous `author_id`.
 - Posts of other users that mention or quote a removed post or user are their authors' content
   and stay as they are; `errors` stays; `meta.result_count`, `newest_id` and `oldest_id` are
   recomputed for the posts that remain, since they would otherwise name removed posts.
@@ -25,55 +27,26 @@ What is changed, and why nothing else is:
   bytes), so a day without affected posts is detected as unchanged and need not be rewritten.
   Applying the same verdicts again changes nothing.
 
-Removed ids are remembered only as keyed hashes (`Ledger`), never as raw ids, so a restore of
-an older version can re-apply them without the ledger itself holding the identifiers.
+Removed ids are remembered only as keyed hashes (`Ledger`), never as raw ids: what was removed
+stays known (and a version older than the removal is refused by restore) without the ledger
+holding the identifiers.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from flixluigi.pseudonym import Pseudonymizer, is_pseudonym
+from flixluigi.curation.pseudonym import Pseudonymizer
+from flixluigi.errors import ComplianceDataError
+from flixluigi.xapi.compliance import SCRUB_GEO, Record
 
-SCRUB_GEO = "scrub_geo"
 TWEET, USER = "tweet", "user"
 LEDGER_DOMAIN = b"ledger:"
-# Curated columns that hold post geo: none today (curation reads no geo), any added later is cleared.
-GEO_PREFIX = "geo"
-KEPT_AUTHOR_COLUMNS = ("author_id",)
-
-
-class ComplianceDataError(ValueError):
-    """Results or data that cannot be applied; the message is one line with the fix."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """One line of a job's results: `{"id", "action", "created_at", "redacted_at", "reason"}`."""
-
-    id: str
-    reason: str
-    action: str = "delete"
-    created_at: str | None = None
-    redacted_at: str | None = None
-
-    @classmethod
-    def parse(cls, obj: object) -> Record:
-        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("reason"), str):
-            raise ComplianceDataError(f"compliance result {str(obj)[:120]!r} lacks a string id or reason; "
-                                      "the download is not a compliance result file")
-        return cls(obj["id"], obj["reason"], str(obj.get("action") or "delete"), obj.get("created_at"), obj.get("redacted_at"))
-
-    @property
-    def scrubs_geo(self) -> bool:
-        return SCRUB_GEO in (self.reason, self.action)
 
 
 @dataclass(frozen=True)
@@ -228,11 +201,6 @@ def _place_ids(tweet: dict) -> list[str]:
     return [place] if place else []
 
 
-def apply_pages(pages: Iterable[dict], verdicts: Verdicts) -> tuple[list[dict], Summary]:
-    summary = Summary()
-    return [apply_page(page, verdicts, summary) for page in pages], summary
-
-
 def apply_lines(lines: Iterable[bytes], verdicts: Verdicts, summary: Summary) -> Iterator[bytes]:
     """Raw JSON lines in, JSON lines out: unaffected lines are yielded as the same bytes."""
     for line in lines:
@@ -243,96 +211,14 @@ def apply_lines(lines: Iterable[bytes], verdicts: Verdicts, summary: Summary) ->
         yield line if new is page else orjson.dumps(new) + (b"\n" if line.endswith(b"\n") else b"")
 
 
-def apply_table(table: pa.Table | pa.RecordBatch, verdicts: Verdicts,
-                pseudonymize: Callable[[str], str | None] | None = None) -> tuple[pa.Table | pa.RecordBatch, Summary]:
-    """Curated rows without removed posts, with geo and redacted authors' profile columns cleared.
-
-    Curated rows name authors by pseudonym, so user verdicts keyed by raw user id need the
-    `Pseudonymizer` of the key the rows were written with (their `pseudonym_key_id`); verdicts
-    keyed by pseudonym (`Ledger.row_verdicts`) match as they are.
-    """
-    summary = Summary()
-    if not verdicts:
-        return table, summary
-    ids = table.column("tweet_id")
-    if verdicts.remove_tweets:
-        removed = pc.is_in(ids, value_set=pa.array(list(verdicts.remove_tweets), pa.string()))
-        for tweet_id in pc.filter(ids, removed).to_pylist():
-            summary.tweets[tweet_id] = verdicts.remove_tweets[tweet_id]
-        before = table.num_rows
-        table = table.filter(pc.invert(pc.fill_null(removed, False)))
-        summary.rows["removed"] = before - table.num_rows
-        ids = table.column("tweet_id")
-    geo = [name for name in table.schema.names if name.startswith(GEO_PREFIX)]
-    if verdicts.scrub_tweets and geo:
-        scrub = pc.fill_null(pc.is_in(ids, value_set=pa.array(list(verdicts.scrub_tweets), pa.string())), False)
-        carrying = pc.and_(scrub, _any_valid(table, geo))
-        for tweet_id in pc.filter(ids, carrying).to_pylist():
-            summary.tweets[tweet_id] = SCRUB_GEO
-        summary.rows["scrubbed"] = pc.sum(carrying).as_py() or 0
-        table = _null_where(table, geo, carrying)
-    if verdicts.redact_users or verdicts.scrub_users:
-        table = _apply_authors(table, verdicts, pseudonymize, summary)
-    summary.rows = +summary.rows
-    return table, summary
-
-
-def _apply_authors(table: pa.Table | pa.RecordBatch, verdicts: Verdicts, pseudonymize: Callable[[str], str | None] | None,
-                   summary: Summary) -> pa.Table | pa.RecordBatch:
-    by_id = [u for u in (*verdicts.redact_users, *verdicts.scrub_users) if not is_pseudonym(u)]
-    if by_id and pseudonymize is None:
-        raise ComplianceDataError("user verdicts by user id need the Pseudonymizer of the curated rows' key; pass pseudonymize=")
-    pseudonyms = {u: u for u in (*verdicts.redact_users, *verdicts.scrub_users)}
-    if pseudonymize is not None:
-        pseudonyms.update((u, pseudonymize(u) or "") for u in by_id)
-    expected = {p.split(":")[0] for p in pseudonyms.values()}
-    if "pseudonym_key_id" in table.schema.names and table.num_rows:
-        keys = set(pc.unique(table.column("pseudonym_key_id")).to_pylist())
-        if keys - expected:
-            raise ComplianceDataError(f"curated rows were pseudonymised with {sorted(keys - expected)}, not {sorted(expected)}; "
-                                      "reprocess the days with the current key before applying user verdicts")
-    profile = [n for n in table.schema.names if n.startswith("author_") and n not in KEPT_AUTHOR_COLUMNS]
-    for group, columns, label in ((verdicts.redact_users, profile, "authors_redacted"),
-                                  (verdicts.scrub_users, [n for n in profile if n == "author_location"], "authors_scrubbed")):
-        if not group or not columns:
-            continue
-        by_pseudonym = {pseudonyms[u]: u for u in group}
-        hit = pc.fill_null(pc.is_in(table.column("author_id"), value_set=pa.array(list(by_pseudonym), pa.string())), False)
-        carrying = pc.and_(hit, _any_valid(table, columns))
-        found = pc.unique(pc.filter(table.column("author_id"), carrying)).to_pylist()
-        for pseudonym in found:
-            user = by_pseudonym[pseudonym]
-            summary.users[user] = verdicts.redact_users.get(user, SCRUB_GEO)
-        summary.rows[label] = pc.sum(carrying).as_py() or 0
-        table = _null_where(table, columns, carrying)
-    return table
-
-
-def _any_valid(table: pa.Table | pa.RecordBatch, columns: list[str]) -> pa.Array:
-    valid = pc.is_valid(table.column(columns[0]))
-    for name in columns[1:]:
-        valid = pc.or_(valid, pc.is_valid(table.column(name)))
-    return valid
-
-
-def _null_where(table: pa.Table | pa.RecordBatch, columns: list[str], mask: pa.Array) -> pa.Table | pa.RecordBatch:
-    if not pc.any(mask).as_py():
-        return table
-    for name in columns:
-        index = table.schema.get_field_index(name)
-        column = table.column(index)
-        table = table.set_column(index, table.schema.field(index), pc.if_else(mask, pa.scalar(None, column.type), column))
-    return table
-
-
 class Ledger:
-    """Removed and scrubbed ids as keyed hashes, so they can be re-applied without being stored.
+    """Removed and scrubbed ids as keyed hashes, so they stay known without being stored.
 
     An entry is `{"kind": "tweet"|"user", "hash": "<key_id>:<hmac>", "reason": ..., "day": "YYYY-MM-DD",
     "at": ISO time}`; the hash is the pseudonym HMAC under its own domain (`ledger:tweet:<id>`),
     so it never equals a curated pseudonym and cannot be reversed without the key. User entries
     also carry the user's curated `pseudonym` (already in the curated table, never a raw id):
-    curated rows name authors only by pseudonym, so that is how a restore finds them again.
+    curated rows name authors only by pseudonym, so that is how they are found there.
     Record the summary of applying job results to raw pages (it holds raw ids).
     """
 
@@ -342,7 +228,6 @@ class Ledger:
         self.key_id = self._hash[TWEET].key_id
         self.entries: list[dict] = []
         self._known: dict[tuple[str, str], str] = {}
-        self._authors: dict[str, str] = {}  # curated pseudonym -> reason
         for entry in entries:
             self._remember(entry)
 
@@ -364,18 +249,6 @@ class Ledger:
                     added.append(entry)
         return added
 
-    def verdicts(self, tweet_ids: Iterable[str] = (), user_ids: Iterable[str] = ()) -> Verdicts:
-        """Re-applicable verdicts for the ids of older data (a restored version, an old raw fetch)."""
-        records = {kind: [Record(v, reason) for v in ids if (reason := self._known.get((kind, self.hash(kind, v))))]
-                   for kind, ids in ((TWEET, tweet_ids), (USER, user_ids))}
-        return Verdicts.from_records(records[TWEET], records[USER])
-
-    def row_verdicts(self, tweet_ids: Iterable[str]) -> Verdicts:
-        """Verdicts for curated rows: posts by id, authors by their pseudonym (for `apply_table`)."""
-        tweets = self.verdicts(tweet_ids)
-        users = Verdicts.from_records(users=[Record(p, reason) for p, reason in self._authors.items()])
-        return Verdicts(tweets.remove_tweets, tweets.scrub_tweets, users.redact_users, users.scrub_users)
-
     def _remember(self, entry: dict) -> None:
         if entry.get("kind") not in (TWEET, USER) or not isinstance(entry.get("hash"), str):
             raise ComplianceDataError(f"ledger entry {str(entry)[:120]!r} lacks kind or hash; the ledger object is corrupt")
@@ -385,6 +258,4 @@ class Ledger:
         previous = self._known.get((entry["kind"], entry["hash"]))
         if previous is None or previous == SCRUB_GEO:  # a removal supersedes a scrub
             self._known[(entry["kind"], entry["hash"])] = entry["reason"]
-            if entry["kind"] == USER and isinstance(entry.get("pseudonym"), str):
-                self._authors[entry["pseudonym"]] = entry["reason"]
         self.entries.append(entry)

@@ -1,6 +1,7 @@
 """A range of days as one self-contained HTML page: what #FlixBus talk did, and how the pipeline fared.
 
-`render` is pure: curated rows and one `DayHealth` per day in, HTML text out. The page carries
+`render` is pure: curated rows and one `DayHealth` per day in, HTML text out; `report_html`
+reads them from the store. The page carries
 its charting library inline (plotly.js, from the `plotly` wheel) and a Content-Security-Policy
 that forbids every request, and every script but its own two, so opening the file never reaches
 another host. Only aggregates
@@ -25,6 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
+
+from flixluigi.curation.schema import SCHEMA
+from flixluigi.dates import day_range
+from flixluigi.errors import InvalidRange
+from flixluigi.ops.status import DayStatus, status
+from flixluigi.store.lake import CuratedTable
 
 STATES = ("ok", "failed", "missing", "stale")
 COLUMNS = ("date", "lang", "is_reply", "is_quote", "is_retweet", "retweet_count", "reply_count", "like_count", "quote_count",
@@ -98,8 +105,8 @@ def render(start: date, end: date, rows: pa.Table, days: Sequence[DayHealth]) ->
 
 def _range(start: date, end: date) -> list[date]:
     if end < start:
-        raise ValueError(f"the report's end {end} is before its start {start}; swap them")
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+        raise InvalidRange(f"the report's end {end} is before its start {start}; swap them")
+    return day_range(start, end)
 
 
 def _health_by_day(range_days: list[date], days: Sequence[DayHealth]) -> list[DayHealth]:
@@ -118,7 +125,7 @@ def _health_by_day(range_days: list[date], days: Sequence[DayHealth]) -> list[Da
 
 def _rows_in_range(rows: pa.Table, start: date, end: date) -> pa.Table:
     if missing := [c for c in COLUMNS if c not in rows.column_names]:
-        raise ValueError(f"the rows lack column(s) {', '.join(missing)}; pass curated rows (flixluigi.curate.SCHEMA)")
+        raise ValueError(f"the rows lack column(s) {', '.join(missing)}; pass curated rows (flixluigi.curation.schema.SCHEMA)")
     table = rows.select(list(COLUMNS))
     if table.num_rows:
         low, high = pc.min_max(table["date"]).values()
@@ -313,6 +320,27 @@ def _problems(health: list[DayHealth]) -> str:
         body += f'<tr class="more"><td colspan="5">and {len(problems) - PROBLEM_ROWS:,} more days with problems</td></tr>'
     return ('<table><thead><tr><th>day</th><th>state</th><th>fetched / expected</th><th>error</th><th>what to run</th></tr>'
             f"</thead><tbody>{body}</tbody></table>")
+
+
+def day_health(s: DayStatus) -> DayHealth:
+    """What the report shows of a day, from its status."""
+    pointer, record, failure = s.pointer or {}, s.record or {}, s.failure or {}
+    state = "failed" if failure else "ok" if s.curated == "ok" else s.curated
+    remedy = {"failed": failure.get("hint"), "missing": f"luigi --module flixluigi CuratedTweets --date {s.day} --local-scheduler",
+              "stale": f"luigi --module flixluigi CuratedTweets --date {s.day} --local-scheduler"}.get(state)
+    return DayHealth(day=s.day, state=state, fetched=pointer.get("tweets"), expected=pointer.get("expected_tweets"),
+                     rows=record.get("rows"), rate_limit_waits=pointer.get("rate_limit_waits", 0),
+                     retries=pointer.get("retries", 0), partial_errors=pointer.get("partial_errors", 0),
+                     posts_read=pointer.get("posts_read"), cost=pointer.get("cost"), error=failure.get("error"),
+                     remedy=remedy)
+
+
+def report_html(start: date, end: date) -> str:
+    """The HTML report of a range as stored: curated rows of the current versions and each day's health."""
+    rows = CuratedTable.from_config().read(start, end, columns=list(COLUMNS))
+    if not rows.num_columns:  # no table yet
+        rows = SCHEMA.empty_table().select(list(COLUMNS))
+    return render(start, end, rows, [day_health(s) for s in status(start, end)])
 
 
 STYLE = """

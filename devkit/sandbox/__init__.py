@@ -1,7 +1,7 @@
 """An X API v2-compatible stand-in server for demos and tests (no internet here).
 
 `start(...)` runs it in a background thread of the calling process; `python -m
-flixluigi.sandbox` runs it as its own process. Both serve real HTTP on loopback.
+devkit.sandbox` runs it as its own process. Both serve real HTTP on loopback.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from flixluigi.sandbox.api import Corpus, SandboxApi
-from flixluigi.sandbox.compliance import ComplianceConfig, ComplianceHandler, ComplianceRouter, ComplianceSandbox
-from flixluigi.sandbox.replay import load_pages
-from flixluigi.sandbox.server import FAULTS, MIN_INTERVALS, Billing, Faults, Pacer, RateLimiter, SandboxServer
+from devkit.sandbox.api import Corpus, SandboxApi
+from devkit.sandbox.compliance import ComplianceConfig, ComplianceHandler, ComplianceRouter, ComplianceSandbox
+from devkit.sandbox.replay import load_pages
+from devkit.sandbox.server import FAULTS, MIN_INTERVALS, Billing, Faults, Pacer, RateLimiter, SandboxServer
 
 DEFAULT_TOKEN = "sandbox-bearer-token"
 

@@ -14,13 +14,15 @@ holds each recorded build is what `flixluigi verify` checks, from one read of th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from flixluigi import config
-from flixluigi.curate import SCHEMA_VERSION
-from flixluigi.layout import Layout, RawDay
-from flixluigi.storage import Storage
+from flixluigi._version import __version__
+from flixluigi.curation.schema import SCHEMA_VERSION
+from flixluigi.store.layout import Layout, RawDay
+from flixluigi.store.s3 import Storage
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,17 @@ class Build:
     def as_metadata(self) -> dict[str, str]:
         return {"flixluigi.build_id": self.id, "flixluigi.raw_fetch": self.raw_fetch, "flixluigi.key_id": self.key_id,
                 "flixluigi.schema_version": str(self.schema_version), "flixluigi.sharing": self.sharing}
+
+
+def curated_record(day: date, build: Mapping[str, str], table_version: int | None, rows: int, duration_seconds: float,
+                   **details: object) -> dict:
+    """The record of a day's commit (`build` as the commit's metadata names it): what makes the
+    day complete for the snapshot, written by curation and by restore alike."""
+    return {"date": day.isoformat(), "build_id": build.get("flixluigi.build_id", ""),
+            "raw_fetch": build.get("flixluigi.raw_fetch", ""), "pseudonym_key_id": build.get("flixluigi.key_id"),
+            "schema_version": int(build.get("flixluigi.schema_version", 0)), "sharing": build.get("flixluigi.sharing"),
+            "table_version": table_version, "rows": rows, **details, "duration_seconds": round(duration_seconds, 3),
+            "client_version": __version__, "produced_at": datetime.now(UTC).isoformat()}
 
 
 def layout() -> Layout:
@@ -77,6 +90,16 @@ class Snapshot:
     def curated_complete(self, day: date, key_id: str, sharing: str) -> bool:
         build, record = self.expected(day, key_id, sharing), self.record(day)
         return build is not None and record is not None and record[1] == build.id
+
+
+def snapshot(curated: bool = True) -> Snapshot:
+    """Every day's stored state under the configured bucket and prefixes (records only with `curated`)."""
+    return Snapshot.read(Storage.from_config(), layout(), curated=curated)
+
+
+def point(store: Storage, day: date, fetch_id: str, pointer: dict) -> None:
+    """Make a stored fetch the day's current one (the newest pointer wins)."""
+    store.put_json(layout().pointer_key(day, fetch_id), pointer)
 
 
 def pointer_of(store: Storage, stored: RawDay | None) -> dict | None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from flixluigi.sandbox.generator import days_between, generate_day
+from devkit.sandbox.generator import days_between, generate_day
 
 SEARCH_LIMITS = {"recent": (10, 100), "all": (10, 500)}
 ARCHIVE_START = datetime(2006, 3, 21, tzinfo=UTC)
