@@ -28,6 +28,22 @@ ensure_venv() {
   case ":$PATH:" in *":$VENV/bin:"*) ;; *) export PATH="$VENV/bin:$PATH" ;; esac
 }
 
+ensure_wheelhouse() {
+  # The pinned runtime dependencies and build tools of constraints.txt as files, downloaded once:
+  # tests/test_wheel.py installs the built wheel from them with no index (no network in a test).
+  local dir="$RUN_DIR/wheelhouse"
+  if [ ! -f "$dir/.complete" ] || [ "$ROOT/constraints.txt" -nt "$dir/.complete" ]; then
+    echo "== downloading the pinned dependencies into $dir"
+    mkdir -p "$dir"
+    grep -E '^[A-Za-z0-9_.-]+==' "$ROOT/constraints.txt" >"$dir/pins.txt"
+    # (pip's warnings about this machine's configured local indexes that do not exist are left out)
+    "$VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps -r "$dir/pins.txt" -d "$dir" \
+      2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+    touch "$dir/.complete"
+  fi
+  export FLIXLUIGI_WHEELHOUSE=$dir
+}
+
 ensure_chromium() {
   # Headless Chromium from the distribution, for the report's browser tests and screenshots.
   if [ -n "${FLIXLUIGI_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then return; fi
