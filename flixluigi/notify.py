@@ -3,8 +3,8 @@
 FAILURE and BROKEN_TASK events and the pipeline's own warnings (WARNING_EVENT: empty day,
 counts mismatch, long rate-limit waits) become one message each to a Slack incoming webhook
 and/or a generic JSON webhook, whose URLs come from the environment ([notify] section). A
-message names the task, the day, the error in one line, the error's hint, and the task's page in luigid
-when a central scheduler is used. Secrets are redacted from every message; a notification that
+message names the task, the day, the error in one line, the error's hint, and the task's page
+in luigid when a central scheduler is used. Secrets are redacted from every message; a notification that
 cannot be delivered is logged and never fails the pipeline.
 """
 

@@ -71,15 +71,6 @@ def storage_options() -> dict[str, str]:
     return options
 
 
-def explain(exc: Exception, uri: str, options: dict[str, str]) -> StorageError:
-    """A deltalake failure in one line: a lost commit is a conflict (transient), the rest is
-    classified as any S3 failure is."""
-    if isinstance(exc, CommitFailedError):
-        return CommitConflict(f"another writer committed to {uri} first ({' '.join(str(exc).split())[:120]}); retrying")
-    return s3.explain(exc, uri.removeprefix("s3://").split("/")[0], options.get("AWS_ENDPOINT_URL", "AWS S3"),
-                      subject=f"the curated table {uri}")
-
-
 @dataclass(frozen=True)
 class Version:
     """One commit of the table that wrote a day."""
@@ -102,7 +93,12 @@ class CuratedTable:
         return cls(f"s3://{cfg.bucket}/{cfg.curated_prefix.strip('/')}", storage_options())
 
     def fail(self, exc: Exception) -> StorageError:
-        return explain(exc, self.uri, self.options)
+        """A deltalake failure in one line: a lost commit is a conflict (transient), the rest is
+        classified as any S3 failure is."""
+        if isinstance(exc, CommitFailedError):
+            return CommitConflict(f"another writer committed to {self.uri} first ({' '.join(str(exc).split())[:120]}); retrying")
+        return s3.explain(exc, self.uri.removeprefix("s3://").split("/")[0], self.options.get("AWS_ENDPOINT_URL", "AWS S3"),
+                          subject=f"the curated table {self.uri}")
 
     def open(self, version: int | None = None) -> DeltaTable | None:
         """The table at a version (default: latest), or None before its first commit."""

@@ -1,9 +1,9 @@
 """X API v2 client: day windows, paging, pacing, rate limits and retries. Knows nothing of Luigi.
 
 Every failure surfaces as an `XApiError` (`flixluigi.errors`) whose message is one line naming
-the problem and the fix, and whose class says (`transient`) whether a later retry can help. Transient faults
-are retried per page, resuming from the last good `next_token`, so a fault never restarts the
-day nor stores a page twice.
+the problem and the fix, and whose class says (`transient`) whether a later retry can help.
+Transient faults are retried per page, resuming from the last good `next_token`, so a fault never
+restarts the day nor stores a page twice.
 
 Pacing follows the API as it is in 2026: full-archive search allows one request per second
 per app on top of its 15-minute window, and that rule is not in the headers. The client keeps
