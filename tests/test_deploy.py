@@ -200,10 +200,12 @@ def test_production_runs_lastweek_on_recent_and_backfills_on_the_archive():
 
 
 def test_sandbox_script_starts_and_stops_a_real_server(tmp_path):
+    """From another directory: the sandbox runs from devkit/, which the venv finds wherever it is started."""
     port = free_port()
     env = {**os.environ, "SANDBOX_PORT": str(port), "SANDBOX_DIR": str(tmp_path), "SANDBOX_BEARER_TOKEN": "cli-token"}
+    env.pop("PYTHONPATH", None)
     script = str(ROOT / "scripts" / "sandbox.sh")
-    subprocess.run([script, "start", "--volume", "50"], env=env, check=True, capture_output=True, timeout=60)
+    subprocess.run([script, "start", "--volume", "50"], env=env, check=True, capture_output=True, timeout=60, cwd=tmp_path)
     try:
         answer = requests.get(f"http://127.0.0.1:{port}/2/tweets/search/all", timeout=10,
                               headers={"Authorization": "Bearer cli-token"},
@@ -212,7 +214,7 @@ def test_sandbox_script_starts_and_stops_a_real_server(tmp_path):
         assert answer.status_code == 200 and 40 <= answer.json()["meta"]["result_count"] <= 60
         assert answer.headers["x-rate-limit-limit"] == "300"
     finally:
-        subprocess.run([script, "stop"], env=env, check=True, capture_output=True, timeout=60)
+        subprocess.run([script, "stop"], env=env, check=True, capture_output=True, timeout=60, cwd=tmp_path)
     assert not (tmp_path / "sandbox.pid").exists()
 
 
