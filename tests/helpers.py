@@ -15,6 +15,7 @@ import pyarrow.dataset as ds
 import requests
 from deltalake import DeltaTable
 
+from flixluigi.curation.pseudonym import PSEUDONYM_RE
 from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TIME_SCALE, TOKEN
 
 
@@ -128,3 +129,8 @@ def parquet_of(data: bytes) -> pa.Table:
     import pyarrow.parquet as pq
 
     return pq.read_table(io.BytesIO(data))
+
+
+def is_pseudonym(value: str) -> bool:
+    """A value in the form the curated table's pseudonyms have (the gate's own pattern)."""
+    return PSEUDONYM_RE.match(value) is not None

@@ -12,11 +12,11 @@ from devkit.parquet import write_parquet
 from devkit.sandbox import load_pages
 from flixluigi.curation.curator import Curator
 from flixluigi.curation.gate import check_batch
-from flixluigi.curation.pseudonym import Pseudonymizer, is_pseudonym
+from flixluigi.curation.pseudonym import Pseudonymizer
 from flixluigi.curation.schema import SCHEMA
 from flixluigi.errors import QualityError
 from tests.conftest import FIXTURES, ROOT
-from tests.helpers import all_strings
+from tests.helpers import all_strings, is_pseudonym
 
 PSEUDO = Pseudonymizer(b"unit-test-key-0123456789abcdef0123")
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)

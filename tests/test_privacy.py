@@ -21,13 +21,13 @@ from flixluigi.curation import curator
 from flixluigi.curation.curator import KEEP_ALL, Curator
 from flixluigi.curation.gate import check_batch
 from flixluigi.curation.privacy import _COMPAT, _IGNORABLE, RULE_VERSION, SharingOptions, normalize_text, query_terms, words
-from flixluigi.curation.pseudonym import Pseudonymizer, is_pseudonym
+from flixluigi.curation.pseudonym import Pseudonymizer
 from flixluigi.curation.schema import SCHEMA, TWEET_ID_COLUMNS
 from flixluigi.errors import QualityError, SettingsError
 from flixluigi.xapi.client import XClient, day_window
 from tests import adversarial as adv
 from tests.conftest import TIME_SCALE, TOKEN, api_url
-from tests.helpers import all_strings, body, curated, keys
+from tests.helpers import all_strings, body, curated, is_pseudonym, keys
 
 PSEUDO = Pseudonymizer(b"privacy-test-key-0123456789abcdef01")
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)

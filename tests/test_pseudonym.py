@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from flixluigi.curation.pseudonym import Pseudonymizer, is_pseudonym, load_key
+from flixluigi.curation.pseudonym import Pseudonymizer, load_key
 from flixluigi.errors import HmacKeyError
+from tests.helpers import is_pseudonym
 
 KEY = b"k" * 32
 

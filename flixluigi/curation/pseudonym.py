@@ -77,7 +77,3 @@ class Pseudonymizer:
         mac = self._mac.copy()
         mac.update(b"tweet:" + tweet_id.encode())
         return self._prefix + mac.hexdigest()[:DIGEST_HEX]
-
-
-def is_pseudonym(value: str) -> bool:
-    return PSEUDONYM_RE.match(value) is not None
