@@ -40,7 +40,7 @@ def summary(day: date, samples: int) -> str:
     return "\n".join(lines)
 
 
-def write_report(start: date, end: date, out: str) -> str:
+def _write_report(start: date, end: date, out: str) -> str:
     from flixluigi.ops.report import report_html  # plotly: only this command needs it
 
     Path(out).write_text(report_html(start, end), encoding="utf-8")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "restore": lambda: [actions.restore(args.date, args.version)],
         "vacuum": lambda: actions.vacuum(args.apply),
         "migrate": lambda: actions.migrate(args.apply),
-        "report": lambda: [write_report(args.start, end, args.out)],
+        "report": lambda: [_write_report(args.start, end, args.out)],
     }
     try:
         lines = commands[args.command]()

@@ -42,7 +42,7 @@ def redact(text: str) -> str:
     return text
 
 
-def scheduler_link(task: luigi.Task) -> str | None:
+def _scheduler_link(task: luigi.Task) -> str | None:
     """The task's page in luigid's web view: from [notify] scheduler_url, else from the `luigi`
     command line's scheduler options; None with the local scheduler."""
     base = config.notify().scheduler_url
@@ -56,7 +56,7 @@ def scheduler_link(task: luigi.Task) -> str | None:
     return f"{base.rstrip('/')}/static/visualiser/index.html#tab=graph&taskId={task.task_id}"
 
 
-def task_day(task: luigi.Task) -> str | None:
+def _task_day(task: luigi.Task) -> str | None:
     if getattr(task, "date", None):
         return task.date.isoformat()
     if getattr(task, "start", None):
@@ -67,8 +67,8 @@ def task_day(task: luigi.Task) -> str | None:
 def compose(event: str, task: luigi.Task, error: str, hint: str) -> dict:
     """The JSON event; its `text` is the Slack message."""
     line = redact(" ".join(error.split()))
-    day = task_day(task)
-    link = scheduler_link(task)
+    day = _task_day(task)
+    link = _scheduler_link(task)
     text = f"flixluigi {event}: {task.task_family}" + (f" {day}" if day else "") + f": {line}. Hint: {hint}." + \
         (f" <{link}|Open in luigid>" if link else "")
     return {"event": event, "task": str(task), "task_family": task.task_family, "day": day, "error": line, "hint": hint,
@@ -89,7 +89,7 @@ def send(message: dict) -> None:
             log.warning("%s notification not delivered (%s); the event was: %s", name, type(exc).__name__, message["text"])
 
 
-def notify_once(event: str, task: luigi.Task, error: str, hint: str) -> None:
+def _notify_once(event: str, task: luigi.Task, error: str, hint: str) -> None:
     """Once per task, event and error in a process: retries of the same failure do not repeat it."""
     key = (task.task_id, event, error)
     with _lock:
@@ -101,14 +101,14 @@ def notify_once(event: str, task: luigi.Task, error: str, hint: str) -> None:
 
 @luigi.Task.event_handler(luigi.Event.FAILURE)
 def on_failure(task: luigi.Task, exception: BaseException) -> None:
-    notify_once("failure", task, first_line(exception), hint_of(exception))
+    _notify_once("failure", task, first_line(exception), hint_of(exception))
 
 
 @luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
 def on_broken(task: luigi.Task, exception: BaseException) -> None:
-    notify_once("broken task", task, first_line(exception), "the task could not be scheduled: " + hint_of(exception))
+    _notify_once("broken task", task, first_line(exception), "the task could not be scheduled: " + hint_of(exception))
 
 
 @luigi.Task.event_handler(WARNING_EVENT)
 def on_warning(task: luigi.Task, message: str) -> None:
-    notify_once("warning", task, message, "the day was published; check it with `flixluigi status`")
+    _notify_once("warning", task, message, "the day was published; check it with `flixluigi status`")

@@ -24,35 +24,35 @@ KEEP_SECONDS = 2 * 86400
 _MAIN_PID = os.getpid()
 
 
-def base_dir() -> Path:
+def _base_dir() -> Path:
     """Private to the user (0700): nothing in it is secret, but other users have no business there."""
     path = Path(tempfile.gettempdir()) / f"flixluigi-{os.getuid()}"
     path.mkdir(mode=0o700, exist_ok=True)
     return path
 
 
-def run_dir() -> Path:
-    path = base_dir() / RUN_ID
+def _run_dir() -> Path:
+    path = _base_dir() / RUN_ID
     path.mkdir(mode=0o700, exist_ok=True)
     return path
 
 
 def passed(check: str) -> bool:
-    return (base_dir() / RUN_ID / f"{check}.ok").exists()
+    return (_base_dir() / RUN_ID / f"{check}.ok").exists()
 
 
 def mark_passed(check: str) -> None:
-    (run_dir() / f"{check}.ok").touch()
+    (_run_dir() / f"{check}.ok").touch()
 
 
 def record_failure(line: str) -> None:
     """One line per failed task, from whichever process ran it (O_APPEND keeps lines whole)."""
-    with open(run_dir() / "failures", "a", encoding="utf-8") as out:
+    with open(_run_dir() / "failures", "a", encoding="utf-8") as out:
         out.write(" ".join(line.split()) + "\n")
 
 
 def failures() -> list[str]:
-    path = base_dir() / RUN_ID / "failures"
+    path = _base_dir() / RUN_ID / "failures"
     return list(dict.fromkeys(path.read_text(encoding="utf-8").splitlines())) if path.exists() else []
 
 
@@ -63,13 +63,13 @@ def _print_failures() -> None:
     lines = failures()
     for line in lines:
         print(f"flixluigi: {line}", file=sys.stderr, flush=True)
-    shutil.rmtree(base_dir() / RUN_ID, ignore_errors=True)
+    shutil.rmtree(_base_dir() / RUN_ID, ignore_errors=True)
 
 
 def prune() -> None:
     """Remove what runs that ended long ago (or were killed) left behind."""
     cutoff = time.time() - KEEP_SECONDS
-    for entry in base_dir().iterdir():
+    for entry in _base_dir().iterdir():
         try:
             if entry.is_dir() and entry.stat().st_mtime < cutoff:
                 shutil.rmtree(entry, ignore_errors=True)

@@ -60,7 +60,7 @@ os.register_at_fork(before=_load_commit_modules)
 STARTED = datetime.now(UTC).replace(tzinfo=None)
 
 
-def report_failure(task: luigi.Task, exception: BaseException) -> str:
+def _report_failure(task: luigi.Task, exception: BaseException) -> str:
     """The one line the run ends with, with what to do about it (a day's task names its day)."""
     day = getattr(task, "date", None)
     subject = f"{task.task_family} {day.isoformat()}" if day else task.task_family
@@ -69,7 +69,7 @@ def report_failure(task: luigi.Task, exception: BaseException) -> str:
     return line
 
 
-def status_reporter(task: luigi.Task) -> Reporter:
+def _status_reporter(task: luigi.Task) -> Reporter:
     """Progress of a task that is not a day's: its status message in the scheduler."""
     return Reporter(progress=lambda message, percent=None: task.set_status_message(message))
 
@@ -124,11 +124,11 @@ class Gate(NeverDisabled, luigi.Task):
         return runs.passed(self.task_family)
 
     def run(self) -> None:
-        with_retries(self.check, self.task_family, status_reporter(self))
+        with_retries(self.check, self.task_family, _status_reporter(self))
         runs.mark_passed(self.task_family)
 
     def on_failure(self, exception: BaseException) -> str:
-        return report_failure(self, exception)
+        return _report_failure(self, exception)
 
 
 class Preflight(Gate):
@@ -160,12 +160,12 @@ class ApiAvailable(Gate):
         make_client().check(cfg.query, endpoint=cfg.endpoint)
 
 
-def gates(api: bool = False) -> list[luigi.Task]:
+def _gates(api: bool = False) -> list[luigi.Task]:
     gate = ApiAvailable if api else Preflight
     return [gate()]
 
 
-def curated_table() -> CuratedTable:
+def _curated_table() -> CuratedTable:
     """Imported here, in the process that commits: deltalake is not needed to schedule (and must not
     be used before the fork of `--workers N`)."""
     from flixluigi.store.lake import CuratedTable
@@ -173,7 +173,7 @@ def curated_table() -> CuratedTable:
     return CuratedTable.from_config()
 
 
-def counts_needed() -> bool:
+def _counts_needed() -> bool:
     """The month's counts are fetched when a fetch is reconciled or budgeted against them."""
     cfg = config.xapi()
     return cfg.reconcile != "off" or cfg.monthly_post_budget > 0
@@ -251,7 +251,7 @@ class DayTask(NeverDisabled, luigi.Task):
 
     def on_failure(self, exception: BaseException) -> str:
         """A failure marker for `flixluigi status` (best effort: S3 may be what failed), and the run's last line."""
-        line = report_failure(self, exception)
+        line = _report_failure(self, exception)
         try:
             self.storage.put_json(layout().failure_key(self.task_family, self.date),
                                   {"task": str(self), "error": first_line(exception), "hint": hint_of(exception),
@@ -270,7 +270,7 @@ class MonthCounts(NeverDisabled, luigi.Task):
     resources: ClassVar[dict[str, int]] = {"x_api": 1}
 
     def requires(self) -> list[luigi.Task]:
-        return gates(api=True)
+        return _gates(api=True)
 
     def complete(self) -> bool:
         try:
@@ -284,11 +284,11 @@ class MonthCounts(NeverDisabled, luigi.Task):
         return counts_current(stored) and {day.isoformat() for day in month_days(self.month)} <= set(stored["days"])
 
     def run(self) -> None:
-        report = status_reporter(self)
+        report = _status_reporter(self)
         with_retries(lambda: fetch_counts(Storage.from_config(), self.month, report), f"MonthCounts {self.month:%Y-%m}", report)
 
     def on_failure(self, exception: BaseException) -> str:
-        return report_failure(self, exception)
+        return _report_failure(self, exception)
 
 
 class RawTweets(DayTask):
@@ -305,8 +305,8 @@ class RawTweets(DayTask):
         return state.raw_complete(day)
 
     def requires(self) -> list[luigi.Task]:
-        counts = [MonthCounts(self.date.replace(day=1))] if counts_needed() else []
-        return [*gates(api=True), *counts]
+        counts = [MonthCounts(self.date.replace(day=1))] if _counts_needed() else []
+        return [*_gates(api=True), *counts]
 
     def run(self) -> None:
         with_retries(lambda: fetch_day(self.storage, self.date, self.reporter()), f"RawTweets {self.date}", self.reporter())
@@ -321,11 +321,11 @@ class CuratedTweets(DayTask):
         return state.curated_complete(day, pseudonymizer().key_id, sharing())
 
     def requires(self) -> list[luigi.Task]:
-        return [*gates(), RawTweets(self.date)]
+        return [*_gates(), RawTweets(self.date)]
 
     def run(self) -> None:
         key = pseudonymizer()
-        with_retries(lambda: curate_day(self.storage, curated_table(), self.date, key, self.reporter()),
+        with_retries(lambda: curate_day(self.storage, _curated_table(), self.date, key, self.reporter()),
                      f"CuratedTweets {self.date}", self.reporter())
         self.succeeded()
 
@@ -341,7 +341,7 @@ class RangeTask(NeverDisabled, luigi.Task):
         try:
             day_range(self.start, self.end)
         except InvalidRange as error:
-            report_failure(self, error)
+            _report_failure(self, error)
             raise
 
     @property
@@ -361,7 +361,7 @@ class Backfill(RangeTask, luigi.WrapperTask):
         try:
             return backfill_days(self.days, f"Backfill {self.start}..{self.end}")
         except OverBudget as error:
-            report_failure(self, error)
+            _report_failure(self, error)
             raise
 
 
@@ -388,14 +388,14 @@ class Rebuild(DayTask):
 
     def complete(self) -> bool:
         try:
-            return rebuilt_since(self.storage, self.date, self.since, self.refetch)
+            return _rebuilt_since(self.storage, self.date, self.since, self.refetch)
         except Exception as exc:
             log.warning("%s: cannot tell whether it is complete: %s", self, first_line(exc))
             return False
 
     def requires(self) -> list[luigi.Task]:
-        counts = [MonthCounts(self.date.replace(day=1))] if self.refetch and counts_needed() else []
-        return [*gates(api=self.refetch), *counts]
+        counts = [MonthCounts(self.date.replace(day=1))] if self.refetch and _counts_needed() else []
+        return [*_gates(api=self.refetch), *counts]
 
     @property
     def resources(self) -> dict[str, int]:
@@ -407,13 +407,13 @@ class Rebuild(DayTask):
         def rebuild() -> None:
             if self.refetch:
                 fetch_day(self.storage, self.date, report)
-            curate_day(self.storage, curated_table(), self.date, key, report, force=True)
+            curate_day(self.storage, _curated_table(), self.date, key, report, force=True)
 
         with_retries(rebuild, f"Rebuild {self.date}", report)
         self.succeeded()
 
 
-def rebuilt_since(store: Storage, day: date, since: datetime, refetch: bool) -> bool:
+def _rebuilt_since(store: Storage, day: date, since: datetime, refetch: bool) -> bool:
     """Whether the day's current curated build (and raw fetch, with refetch) was made after `since`."""
     record, pointer = current(store, day)
     after = since.replace(tzinfo=UTC).isoformat()
@@ -432,7 +432,7 @@ class Compliance(RangeTask):
     resources: ClassVar[dict[str, int]] = {"x_api": 1}
 
     def requires(self) -> list[luigi.Task]:
-        return gates(api=True)
+        return _gates(api=True)
 
     def complete(self) -> bool:
         from flixluigi.compliance.apply import load_state
@@ -450,11 +450,11 @@ class Compliance(RangeTask):
     def run(self) -> None:
         from flixluigi.compliance.apply import comply
 
-        report = status_reporter(self)
+        report = _status_reporter(self)
         with_retries(lambda: comply(self.start, self.end or self.start, report), "Compliance", report)
 
     def on_failure(self, exception: BaseException) -> str:
-        return report_failure(self, exception)
+        return _report_failure(self, exception)
 
 
 class Reprocess(RangeTask):

@@ -63,14 +63,14 @@ def pseudonymizer() -> Pseudonymizer:
     return Pseudonymizer(load_key(cfg.key_env, cfg.key_file))
 
 
-def sharing_options() -> SharingOptions:
+def _sharing_options() -> SharingOptions:
     cfg = config.sharing()
     return SharingOptions(cfg.tweet_ids, cfg.text, cfg.author_location)
 
 
 def sharing() -> str:
     """The fingerprint of the sharing options a curated day is built with (part of its build)."""
-    return sharing_options().fingerprint
+    return _sharing_options().fingerprint
 
 
 def with_retries(action: Callable[[], T], what: str, report: Reporter) -> T:
@@ -122,7 +122,7 @@ def expected_posts(store: Storage, day: date) -> int | None:
     return stored["days"].get(day.isoformat()) if counts_current(stored) else None
 
 
-def check_budget(client: XClient, day: date, expected: int | None) -> None:
+def _check_budget(client: XClient, day: date, expected: int | None) -> None:
     """Refuse a day whose expected posts would take the month past [xapi] monthly_post_budget."""
     budget = config.xapi().monthly_post_budget
     if budget <= 0:
@@ -140,7 +140,7 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     client = make_client(on_status=report.progress)
     fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
     expected = expected_posts(store, day)
-    check_budget(client, day, expected)
+    _check_budget(client, day, expected)
     started = time.monotonic()
     fetch_id = new_fetch_id()
     codec = config.storage().raw_codec
@@ -217,7 +217,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     builds: list[Build] = []
 
     def gated(key: str, build: Build) -> Iterator[pa.RecordBatch]:
-        curator = Curator(day, pseudonymize, build_id=build.id, sharing=sharing_options(), query=config.xapi().query)
+        curator = Curator(day, pseudonymize, build_id=build.id, sharing=_sharing_options(), query=config.xapi().query)
         curators.append(curator)
         with store.errors_explained(), open_raw(store, key) as raw:  # a download cut short is transient
             for batch in curator.batches(raw):

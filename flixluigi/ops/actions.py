@@ -59,7 +59,7 @@ def vacuum(apply: bool) -> list[str]:
     doomed: list[str] = []
     for stored in Layout.raw_days(list(store.list(where.raw + "/"))).values():
         for fetch_id, item in stored.fetches.items():
-            if fetch_id != stored.current and item["LastModified"] < cutoff and superseded_at(stored, fetch_id) < cutoff:
+            if fetch_id != stored.current and item["LastModified"] < cutoff and _superseded_at(stored, fetch_id) < cutoff:
                 doomed.append(item["Key"])
     if apply and doomed:
         store.delete_many(doomed)
@@ -69,7 +69,7 @@ def vacuum(apply: bool) -> list[str]:
     return [f"{verb} {store.url(key)}" for key in doomed] + [f"{verb} {name}" for name in files]
 
 
-def superseded_at(stored: RawDay, fetch_id: str) -> datetime:
+def _superseded_at(stored: RawDay, fetch_id: str) -> datetime:
     """When another fetch first became current after this one (a fetch never pointed at, left by a
     crash, counts as superseded when it was written)."""
     own = [stamp for stamp, pointed, _key in stored.pointers if pointed == fetch_id]

@@ -322,7 +322,7 @@ def _problems(health: list[DayHealth]) -> str:
             f"</thead><tbody>{body}</tbody></table>")
 
 
-def day_health(s: DayStatus) -> DayHealth:
+def _day_health(s: DayStatus) -> DayHealth:
     """What the report shows of a day, from its status."""
     pointer, record, failure = s.pointer or {}, s.record or {}, s.failure or {}
     state = "failed" if failure else "ok" if s.curated == "ok" else s.curated
@@ -340,7 +340,7 @@ def report_html(start: date, end: date) -> str:
     rows = CuratedTable.from_config().read(start, end, columns=list(COLUMNS))
     if not rows.num_columns:  # no table yet
         rows = SCHEMA.empty_table().select(list(COLUMNS))
-    return render(start, end, rows, [day_health(s) for s in status(start, end)])
+    return render(start, end, rows, [_day_health(s) for s in status(start, end)])
 
 
 STYLE = """

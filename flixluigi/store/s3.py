@@ -116,7 +116,7 @@ def _shared_client(options: tuple, credentials: tuple[str, str], max_attempts: i
     return _session().client("s3", config=retries, **keys, **dict(options))
 
 
-def credentials_key() -> tuple[str, str]:
+def _credentials_key() -> tuple[str, str]:
     return (os.environ.get("AWS_ACCESS_KEY_ID", ""),
             hashlib.sha256(os.environ.get("AWS_SECRET_ACCESS_KEY", "").encode()).hexdigest())
 
@@ -131,7 +131,7 @@ class Storage:
     @classmethod
     def from_config(cls) -> Storage:
         cfg = config.storage()
-        client = _shared_client(tuple(sorted(s3_options().items())), credentials_key(), cfg.s3_max_attempts, os.getpid())
+        client = _shared_client(tuple(sorted(s3_options().items())), _credentials_key(), cfg.s3_max_attempts, os.getpid())
         return cls(cfg.bucket, client)
 
     @property
