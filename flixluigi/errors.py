@@ -96,6 +96,13 @@ class UsageCapped(XApiError):
     hint = "the plan's monthly cap is spent: wait for the next period or raise the cap"
 
 
+class CreditsDepleted(XApiError):
+    """HTTP 402 CreditsDepleted: the pay-per-use account is out of credits; waiting never clears it."""
+
+    transient = False
+    hint = "buy credits for the app's account (developer console), then rerun"
+
+
 class RateLimited(XApiError):
     """The rate limit did not lift within the waits the settings allow."""
 
@@ -113,6 +120,19 @@ class TransientFault(XApiError):
 
     transient = True
     hint = "the API kept failing after every retry; rerun later"
+
+
+class RetriesExhausted(XApiError):
+    """The client spent its retry budget on transient faults: the day's one budget, not retried again in the run."""
+
+    transient = False
+    hint = "the API kept failing after every retry; rerun later"
+
+
+class FetchDeadline(XApiError):
+    """A fetch ran past its deadline (announced rate-limit waits left out): the API is too slow or pages without end."""
+
+    transient = False
 
 
 class OverBudget(XApiError):

@@ -8,6 +8,7 @@ which the Luigi tasks connect to the scheduler; nothing here imports a task.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -50,11 +51,22 @@ class Reporter:
     warn: Callable[[str], str] = lambda message: message
 
 
-def make_client(on_status: Callable[[str], None] = lambda message: None) -> XClient:
+def make_client(on_status: Callable[[str], None] = lambda message: None, deadline: float | None = None) -> XClient:
     cfg = config.xapi()
     return XClient(cfg.base_url, os.environ.get(cfg.token_env, ""), timeout=cfg.timeout, max_tries=cfg.max_tries,
+                   retry_budget=cfg.retry_budget, deadline=deadline, idle_pages=cfg.idle_pages,
                    max_rate_limit_wait=cfg.max_rate_limit_wait, backoff_factor=cfg.backoff_factor, on_status=on_status,
                    min_interval={search_path("all"): cfg.min_interval_all, search_path("recent"): cfg.min_interval_recent})
+
+
+def page_bounds(expected: int | None) -> tuple[int | None, float | None]:
+    """The most pages and seconds (besides announced waits) a fetch of `expected` posts may take;
+    (None, None) when nothing is expected to go by (no stored counts)."""
+    if expected is None:
+        return None, None
+    cfg = config.xapi()
+    pages = math.ceil(max(expected, 1) / cfg.max_results)
+    return math.ceil(cfg.page_slack * pages) + 10, cfg.deadline_base + cfg.deadline_per_page * pages
 
 
 def pseudonymizer() -> Pseudonymizer:
@@ -137,17 +149,19 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     object; then the pointer that makes it current. Returns the pointer."""
     cfg, where = config.xapi(), layout()
     day_window(day, cfg.endpoint)
-    client = make_client(on_status=report.progress)
     fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
     expected = expected_posts(store, day)
+    max_pages, deadline = page_bounds(expected)
+    client = make_client(on_status=report.progress, deadline=deadline)
     _check_budget(client, day, expected)
     started = time.monotonic()
     fetch_id = new_fetch_id()
     codec = config.storage().raw_codec
     key = where.fetch_key(day, fetch_id, codec)
     with store.upload(key) as sink, compressed(sink, codec) as raw:
+        # Every page is validated before it is written; a refused one leaves nothing published.
         for page in client.search(cfg.query, day_window(day, cfg.endpoint), endpoint=cfg.endpoint,
-                                  max_results=cfg.max_results, fields=fields):
+                                  max_results=cfg.max_results, fields=fields, max_pages=max_pages):
             raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
             report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
         # Inside the upload's `with`: a day refused here publishes nothing.
@@ -162,6 +176,7 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     count_requests = sum(n for path, n in stats.requests.items() if "/counts/" in path)
     pointer = {
         "date": day.isoformat(), "fetch": fetch_id, "object": key, "etag": sink.etag, "size": sink.size,
+        "api_version": client.api_version,
         "query": cfg.query, "endpoint": cfg.endpoint, "pages": stats.pages, "tweets": stats.tweets,
         "expected_tweets": expected, "posts_read": stats.posts_read, "requests": dict(stats.requests),
         "cost": round(cost(stats.posts_read, count_requests, cfg.price_per_post, cfg.price_per_count_request), 4),
