@@ -178,6 +178,15 @@ def test_long_posts_come_cut_in_text_and_whole_in_note_tweet_and_curate_whole(se
             assert len(texts[tid]) > TEXT_LIMIT and LONG_TAIL.strip()[:40] in texts[tid]
 
 
+def test_long_posts_under_note_post_curate_whole_as_under_note_tweet(serve):
+    """X's newer naming (`note_post`) gives the same rows as `note_tweet`."""
+    raw = pages(client(serve()))
+    renamed = [{**p, "data": [{("note_post" if k == "note_tweet" else k): v for k, v in t.items()} for t in p["data"]]}
+               for p in raw]
+    assert any("note_post" in t for p in renamed for t in p["data"])
+    assert curate(renamed).drop_columns(["processed_at"]) == curate(raw).drop_columns(["processed_at"])
+
+
 def test_one_row_per_edit_chain_with_the_newest_version_whatever_the_order(serve):
     raw = pages(client(serve()))
     posts = [t for p in raw for t in p["data"]]

@@ -25,7 +25,7 @@ import pyarrow.json as pj
 
 from flixluigi.curation.privacy import Identities, Matcher, SharingOptions, query_terms
 from flixluigi.curation.pseudonym import Pseudonymizer
-from flixluigi.curation.schema import RAW_PAGE, SCHEMA, SCHEMA_VERSION, STRING, TIMESTAMP
+from flixluigi.curation.schema import NOTE_FIELDS, RAW_PAGE, SCHEMA, SCHEMA_VERSION, STRING, TIMESTAMP
 from flixluigi.errors import QualityError
 
 DEFAULT_QUERY = "#FlixBus"
@@ -114,8 +114,9 @@ def _author_rows(tweets: pa.StructArray, tweet_pages: pa.Array, users: pa.Struct
 
 
 def _full_text(tweets: pa.StructArray) -> pa.Array:
-    """A long post's full text is note_tweet.text; `text` holds only its first 280 characters."""
-    return pc.coalesce(pc.struct_field(pc.struct_field(tweets, "note_tweet"), "text"), pc.struct_field(tweets, "text"))
+    """A long post's full text is note_tweet.text (or note_post.text); `text` holds only its first 280 characters."""
+    return pc.coalesce(*(pc.struct_field(pc.struct_field(tweets, name), "text") for name in NOTE_FIELDS),
+                       pc.struct_field(tweets, "text"))
 
 
 def _edit_columns(tweets: pa.StructArray) -> tuple[pa.Array, pa.Array]:
@@ -282,7 +283,8 @@ class Curator:
         if unread:  # each user object is read once a day
             new_users = users.filter(pc.is_in(user_ids, value_set=pa.array(unread, STRING)))
             known.add_users(*(pc.struct_field(new_users, name).to_pylist() for name in ("id", "username", "name")))
-        entities = pc.struct_field(tweets, "entities"), pc.struct_field(pc.struct_field(tweets, "note_tweet"), "entities")
+        entities = [pc.struct_field(tweets, "entities"), *(pc.struct_field(pc.struct_field(tweets, name), "entities")
+                                                           for name in NOTE_FIELDS)]
         mentions = pa.concat_arrays([pc.struct_field(e, "mentions").flatten() for e in entities])
         pairs = pa.table({"username": pc.struct_field(mentions, "username"), "id": pc.struct_field(mentions, "id")})
         pairs = pairs.group_by(["username", "id"], use_threads=False).aggregate([])
