@@ -95,7 +95,7 @@ def request_failure(exc: requests.exceptions.RequestException, where: str, timeo
         return unreachable(f"{prefix}X API at {where} refuses connections; start the sandbox (scripts/sandbox.sh) "
                            "or fix [xapi] base_url")
     if isinstance(exc, requests.exceptions.Timeout):
-        return fault(f"{prefix}no answer from {where} within {timeout:.0f}s")
+        return fault(f"{prefix}no answer from {where} within {timeout:g}s")
     return fault(f"{prefix}request to {where} failed ({type(exc).__name__})")
 
 
@@ -153,18 +153,22 @@ def _read_body(response: requests.Response, ends: float) -> bytes:
     """The whole (decoded) body, read as it arrives and given up at `ends` (monotonic), in
     `requests`' own exceptions. `read1` returns what one read got, so a trickle cannot block it."""
     chunks = []
+    while chunk := _read_chunk(response):
+        chunks.append(chunk)
+        if time.monotonic() > ends:
+            raise requests.exceptions.Timeout("the body did not complete in time")
+    return b"".join(chunks)
+
+
+def _read_chunk(response: requests.Response) -> bytes:
     try:
-        while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
-            chunks.append(chunk)
-            if time.monotonic() > ends:
-                raise requests.exceptions.Timeout("the body did not complete in time")
+        return response.raw.read1(CHUNK_BYTES, decode_content=True)
     except urllib3.exceptions.DecodeError as exc:
         raise requests.exceptions.ContentDecodingError(exc) from None
     except urllib3.exceptions.ReadTimeoutError as exc:
         raise requests.exceptions.ReadTimeout(exc) from None
     except (urllib3.exceptions.ProtocolError, OSError) as exc:
         raise requests.exceptions.ChunkedEncodingError(exc) from None
-    return b"".join(chunks)
 
 
 @dataclass
