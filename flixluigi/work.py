@@ -234,6 +234,8 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     def gated(key: str, build: Build) -> Iterator[pa.RecordBatch]:
         curator = Curator(day, pseudonymize, build_id=build.id, sharing=_sharing_options(), query=config.xapi().query)
         curators.append(curator)
+        with store.errors_explained(), open_raw(store, key) as raw:  # every identity of the day, first
+            curator.learn(raw)
         with store.errors_explained(), open_raw(store, key) as raw:  # a download cut short is transient
             for batch in curator.batches(raw):
                 check_batch(batch, curator.stats)

@@ -74,5 +74,6 @@ RAW_USER = pa.struct([
 RAW_PAGE = pa.schema([
     ("data", pa.list_(RAW_TWEET)),
     ("includes", pa.struct([("users", pa.list_(RAW_USER))])),
-    ("errors", pa.list_(pa.struct([("resource_type", STRING), ("parameter", STRING), ("value", STRING), ("resource_id", STRING)]))),
+    ("errors", pa.list_(pa.struct([("resource_type", STRING), ("parameter", STRING), ("value", STRING), ("resource_id", STRING),
+                                   ("detail", STRING)]))),
 ])
