@@ -68,6 +68,8 @@ class xapi(luigi.Config):  # noqa: N801
                                       "posts need (from the month's counts), plus 10, before it is stopped")
     deadline_base = luigi.FloatParameter(default=600.0, description="seconds a day's fetch may take besides the API's "
                                          "announced rate-limit waits, plus deadline_per_page per expected page")
+    max_rejections = luigi.IntParameter(default=3, description="fetches of a day refused in a row (a wrong page, paging "
+                                        "without end) after which it is not fetched again until Reprocess --refetch")
     deadline_per_page = luigi.FloatParameter(default=5.0, description="seconds added to a fetch's deadline per expected page")
     max_rate_limit_wait = luigi.FloatParameter(default=960.0,
                                                description="longest wait, in seconds, for a rate-limit window to reset")
@@ -157,8 +159,9 @@ def check_settings() -> None:
         (not limits[0] <= x.max_results <= limits[1],
          f"[xapi] max_results = {x.max_results} must be {limits[0]}..{limits[1]} for endpoint = {x.endpoint}{annotated}"),
         (x.timeout <= 0, f"[xapi] timeout = {x.timeout} must be more than 0 seconds"),
-        (x.max_tries < 1 or x.retry_budget < 0 or x.idle_pages < 1,
-         f"[xapi] max_tries = {x.max_tries} and idle_pages = {x.idle_pages} must be at least 1, retry_budget = "
+        (x.max_tries < 1 or x.retry_budget < 0 or x.idle_pages < 1 or x.max_rejections < 1,
+         f"[xapi] max_tries = {x.max_tries}, idle_pages = {x.idle_pages} and max_rejections = {x.max_rejections} "
+         f"must be at least 1, retry_budget = "
          f"{x.retry_budget} not negative"),
         (x.page_slack < 1 or x.deadline_base <= 0 or x.deadline_per_page < 0,
          f"[xapi] page_slack = {x.page_slack} must be at least 1, deadline_base = {x.deadline_base} more than 0 and "

@@ -110,9 +110,10 @@ class RateLimited(XApiError):
 
 
 class MalformedResponse(XApiError):
-    """An answer that is not the X API's shape: usually a wrong base URL."""
+    """An answer that is not the X API's shape, or paging that would not end: refused where it enters."""
 
     transient = False
+    page: dict | None = None  # the refused page as the API sent it (plus request metadata), when it was JSON
 
 
 class TransientFault(XApiError):
@@ -133,6 +134,13 @@ class FetchDeadline(XApiError):
     """A fetch ran past its deadline (announced rate-limit waits left out): the API is too slow or pages without end."""
 
     transient = False
+
+
+class RejectedTooOften(XApiError):
+    """The day's last fetches in a row were all refused; fetching again would be billed again."""
+
+    transient = False
+    hint = "inspect the rejected fetch (flixluigi verify notes it), then: luigi --module flixluigi Reprocess --start DAY --refetch"
 
 
 class OverBudget(XApiError):

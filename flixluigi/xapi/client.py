@@ -275,7 +275,11 @@ class XClient:
             page = self._page(path, params)
             body = page.body
             new = self._billed(body)
-            ids = validate_page(body, window, fields=asked, first=first, where=path)
+            try:
+                ids = validate_page(body, window, fields=asked, first=first, where=path)
+            except MalformedResponse as exc:
+                exc.page = {**body, "__flixluigi": page.request} if isinstance(body, dict) else None
+                raise
             first = first and not ids
             self.stats.pages += 1
             self.stats.tweets += len(ids)
