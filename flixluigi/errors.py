@@ -18,6 +18,7 @@ class FlixluigiError(Exception):
 
     transient: bool = False
     hint: str = RERUN
+    per_run: bool = False  # about the whole account, not one task: notified once per run, whichever tasks meet it
 
     def __init__(self, *args: object, hint: str | None = None):
         super().__init__(*args)
@@ -93,6 +94,7 @@ class UsageCapped(XApiError):
     """429 with the usage-cap problem type: no post can be read until the billing period turns."""
 
     transient = False
+    per_run = True
     hint = "the plan's monthly cap is spent: wait for the next period or raise the cap"
 
 
@@ -100,6 +102,7 @@ class CreditsDepleted(XApiError):
     """HTTP 402 CreditsDepleted: the pay-per-use account is out of credits; waiting never clears it."""
 
     transient = False
+    per_run = True
     hint = "buy credits for the app's account (developer console), then rerun"
 
 
