@@ -60,6 +60,17 @@ class xapi(luigi.Config):  # noqa: N801
     expansions = luigi.Parameter(default=DEFAULT_EXPANSIONS, description="expansions requested")
     timeout = luigi.FloatParameter(default=30.0, description="seconds to wait for one HTTP answer")
     max_tries = luigi.IntParameter(default=8, description="attempts per page before a transient fault fails the day")
+    retry_budget = luigi.IntParameter(default=24, description="retries of one fetch's requests together: the day's one "
+                                      "retry budget for the API ([days] tries never retry an API fault again)")
+    idle_pages = luigi.IntParameter(default=20, description="search pages in a row that add no new post before paging is "
+                                    "stopped and the day fails")
+    page_slack = luigi.FloatParameter(default=3.0, description="a fetch may take this many times the pages its expected "
+                                      "posts need (from the month's counts), plus 10, before it is stopped")
+    deadline_base = luigi.FloatParameter(default=600.0, description="seconds a day's fetch may take besides the API's "
+                                         "announced rate-limit waits, plus deadline_per_page per expected page")
+    max_rejections = luigi.IntParameter(default=3, description="fetches of a day refused in a row (a wrong page, paging "
+                                        "without end) after which it is not fetched again until Reprocess --refetch")
+    deadline_per_page = luigi.FloatParameter(default=5.0, description="seconds added to a fetch's deadline per expected page")
     max_rate_limit_wait = luigi.FloatParameter(default=960.0,
                                                description="longest wait, in seconds, for a rate-limit window to reset")
     reconcile = luigi.ChoiceParameter(choices=["warn", "fail", "off"], default="warn",
@@ -148,7 +159,13 @@ def check_settings() -> None:
         (not limits[0] <= x.max_results <= limits[1],
          f"[xapi] max_results = {x.max_results} must be {limits[0]}..{limits[1]} for endpoint = {x.endpoint}{annotated}"),
         (x.timeout <= 0, f"[xapi] timeout = {x.timeout} must be more than 0 seconds"),
-        (x.max_tries < 1, f"[xapi] max_tries = {x.max_tries} must be at least 1"),
+        (x.max_tries < 1 or x.retry_budget < 0 or x.idle_pages < 1 or x.max_rejections < 1,
+         f"[xapi] max_tries = {x.max_tries}, idle_pages = {x.idle_pages} and max_rejections = {x.max_rejections} "
+         f"must be at least 1, retry_budget = "
+         f"{x.retry_budget} not negative"),
+        (x.page_slack < 1 or x.deadline_base <= 0 or x.deadline_per_page < 0,
+         f"[xapi] page_slack = {x.page_slack} must be at least 1, deadline_base = {x.deadline_base} more than 0 and "
+         f"deadline_per_page = {x.deadline_per_page} not negative"),
         (x.max_rate_limit_wait < 0, f"[xapi] max_rate_limit_wait = {x.max_rate_limit_wait} must not be negative"),
         (not 0 <= x.count_tolerance < 1, f"[xapi] count_tolerance = {x.count_tolerance} must be a share from 0 to below 1"),
         (x.backoff_factor < 0, f"[xapi] backoff_factor = {x.backoff_factor} must not be negative"),

@@ -18,6 +18,7 @@ class FlixluigiError(Exception):
 
     transient: bool = False
     hint: str = RERUN
+    per_run: bool = False  # about the whole account, not one task: notified once per run, whichever tasks meet it
 
     def __init__(self, *args: object, hint: str | None = None):
         super().__init__(*args)
@@ -93,7 +94,16 @@ class UsageCapped(XApiError):
     """429 with the usage-cap problem type: no post can be read until the billing period turns."""
 
     transient = False
+    per_run = True
     hint = "the plan's monthly cap is spent: wait for the next period or raise the cap"
+
+
+class CreditsDepleted(XApiError):
+    """HTTP 402 CreditsDepleted: the pay-per-use account is out of credits; waiting never clears it."""
+
+    transient = False
+    per_run = True
+    hint = "buy credits for the app's account (developer console), then rerun"
 
 
 class RateLimited(XApiError):
@@ -103,9 +113,10 @@ class RateLimited(XApiError):
 
 
 class MalformedResponse(XApiError):
-    """An answer that is not the X API's shape: usually a wrong base URL."""
+    """An answer that is not the X API's shape, or paging that would not end: refused where it enters."""
 
     transient = False
+    page: dict | None = None  # the refused page as the API sent it (plus request metadata), when it was JSON
 
 
 class TransientFault(XApiError):
@@ -113,6 +124,26 @@ class TransientFault(XApiError):
 
     transient = True
     hint = "the API kept failing after every retry; rerun later"
+
+
+class RetriesExhausted(XApiError):
+    """The client spent its retry budget on transient faults: the day's one budget, not retried again in the run."""
+
+    transient = False
+    hint = "the API kept failing after every retry; rerun later"
+
+
+class FetchDeadline(XApiError):
+    """A fetch ran past its deadline (announced rate-limit waits left out): the API is too slow or pages without end."""
+
+    transient = False
+
+
+class RejectedTooOften(XApiError):
+    """The day's last fetches in a row were all refused; fetching again would be billed again."""
+
+    transient = False
+    hint = "inspect the rejected fetch (flixluigi verify notes it), then: luigi --module flixluigi Reprocess --start DAY --refetch"
 
 
 class OverBudget(XApiError):

@@ -20,7 +20,7 @@ import luigi.interface
 import requests
 from luigi.cmdline_parser import CmdlineParser
 
-from flixluigi import config
+from flixluigi import config, runs
 from flixluigi.errors import first_line, hint_of
 
 log = logging.getLogger("luigi-interface")
@@ -101,6 +101,8 @@ def _notify_once(event: str, task: luigi.Task, error: str, hint: str) -> None:
 
 @luigi.Task.event_handler(luigi.Event.FAILURE)
 def on_failure(task: luigi.Task, exception: BaseException) -> None:
+    if getattr(exception, "per_run", False) and not runs.first_time(f"notified-{type(exception).__name__}"):
+        return  # out of credits, or the usage cap: one notification for the run, not one per day
     _notify_once("failure", task, first_line(exception), hint_of(exception))
 
 

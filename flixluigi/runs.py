@@ -45,6 +45,15 @@ def mark_passed(check: str) -> None:
     (_run_dir() / f"{check}.ok").touch()
 
 
+def first_time(name: str) -> bool:
+    """True for the first caller in the run, whichever worker process it is (an exclusive create)."""
+    try:
+        (_run_dir() / f"{name}.once").touch(exist_ok=False)
+    except FileExistsError:
+        return False
+    return True
+
+
 def record_failure(line: str) -> None:
     """One line per failed task, from whichever process ran it (O_APPEND keeps lines whole)."""
     with open(_run_dir() / "failures", "a", encoding="utf-8") as out:

@@ -405,8 +405,8 @@ class Rebuild(DayTask):
         key, report = pseudonymizer(), self.reporter()
 
         def rebuild() -> None:
-            if self.refetch:
-                fetch_day(self.storage, self.date, report)
+            if self.refetch:  # also after [xapi] max_rejections refused fetches in a row
+                fetch_day(self.storage, self.date, report, force=True)
             curate_day(self.storage, _curated_table(), self.date, key, report, force=True)
 
         with_retries(rebuild, f"Rebuild {self.date}", report)

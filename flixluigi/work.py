@@ -8,6 +8,7 @@ which the Luigi tasks connect to the scheduler; nothing here imports a task.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,17 @@ from flixluigi.curation.privacy import SharingOptions
 from flixluigi.curation.pseudonym import Pseudonymizer, load_key
 from flixluigi.curation.schema import SCHEMA, SCHEMA_VERSION
 from flixluigi.dates import month_of
-from flixluigi.errors import NoRawDay, OverBudget, XApiError, is_transient
+from flixluigi.errors import (
+    FetchDeadline,
+    MalformedResponse,
+    NoRawDay,
+    OverBudget,
+    RejectedTooOften,
+    XApiError,
+    first_line,
+    is_transient,
+)
+from flixluigi.store import rejected
 from flixluigi.store.layout import new_fetch_id
 from flixluigi.store.rawio import compressed, open_raw
 from flixluigi.store.s3 import Storage
@@ -50,11 +61,22 @@ class Reporter:
     warn: Callable[[str], str] = lambda message: message
 
 
-def make_client(on_status: Callable[[str], None] = lambda message: None) -> XClient:
+def make_client(on_status: Callable[[str], None] = lambda message: None, deadline: float | None = None) -> XClient:
     cfg = config.xapi()
     return XClient(cfg.base_url, os.environ.get(cfg.token_env, ""), timeout=cfg.timeout, max_tries=cfg.max_tries,
+                   retry_budget=cfg.retry_budget, deadline=deadline, idle_pages=cfg.idle_pages,
                    max_rate_limit_wait=cfg.max_rate_limit_wait, backoff_factor=cfg.backoff_factor, on_status=on_status,
                    min_interval={search_path("all"): cfg.min_interval_all, search_path("recent"): cfg.min_interval_recent})
+
+
+def page_bounds(expected: int | None) -> tuple[int | None, float | None]:
+    """The most pages and seconds (besides announced waits) a fetch of `expected` posts may take;
+    (None, None) when nothing is expected to go by (no stored counts)."""
+    if expected is None:
+        return None, None
+    cfg = config.xapi()
+    pages = math.ceil(max(expected, 1) / cfg.max_results)
+    return math.ceil(cfg.page_slack * pages) + 10, cfg.deadline_base + cfg.deadline_per_page * pages
 
 
 def pseudonymizer() -> Pseudonymizer:
@@ -132,39 +154,60 @@ def _check_budget(client: XClient, day: date, expected: int | None) -> None:
         raise OverBudget(f"{day}: {problem}")
 
 
-def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
+def fetch_day(store: Storage, day: date, report: Reporter, force: bool = False) -> dict:
     """Every API page of the day, verbatim plus request metadata, one per line, as a new fetch
-    object; then the pointer that makes it current. Returns the pointer."""
+    object; then the pointer that makes it current. Returns the pointer.
+
+    A fetch the client refuses (a wrong page, paging without end, past its deadline) publishes
+    nothing and is kept as a rejected fetch (`store.rejected`); after `[xapi] max_rejections` in
+    a row the day is not fetched again (each is billed) unless `force` (Reprocess --refetch)."""
     cfg, where = config.xapi(), layout()
     day_window(day, cfg.endpoint)
-    client = make_client(on_status=report.progress)
+    refused = rejected.in_a_row(store, where, day)
+    if len(refused) >= cfg.max_rejections and not force:
+        raise RejectedTooOften(f"{day}: the last {len(refused)} fetches were rejected (last: "
+                               f"{store.get_json(refused[-1]).get('error')}); not fetched again, each is billed: "
+                               f"inspect {store.url(refused[-1])}, then run Reprocess --start {day} --refetch")
     fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
     expected = expected_posts(store, day)
+    max_pages, deadline = page_bounds(expected)
+    client = make_client(on_status=report.progress, deadline=deadline)
     _check_budget(client, day, expected)
     started = time.monotonic()
     fetch_id = new_fetch_id()
     codec = config.storage().raw_codec
     key = where.fetch_key(day, fetch_id, codec)
-    with store.upload(key) as sink, compressed(sink, codec) as raw:
-        for page in client.search(cfg.query, day_window(day, cfg.endpoint), endpoint=cfg.endpoint,
-                                  max_results=cfg.max_results, fields=fields):
-            raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
-            report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
-        # Inside the upload's `with`: a day refused here publishes nothing.
-        warning = _reconcile(client, day, expected, report)
-        warnings = [warning] if warning else []
-        if client.stats.tweets == 0:
-            warnings.append(_empty_day(day, report))
+    sent: list[dict] = []
+    try:
+        with store.upload(key) as sink, compressed(sink, codec) as raw:
+            # Every page is validated before it is written; a refused one leaves nothing published.
+            for page in client.search(cfg.query, day_window(day, cfg.endpoint), endpoint=cfg.endpoint,
+                                      max_results=cfg.max_results, fields=fields, max_pages=max_pages):
+                raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
+                sent.append(page.request)
+                report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
+            # Inside the upload's `with`: a day refused here publishes nothing.
+            warning = _reconcile(client, day, expected, report)
+            warnings = [warning] if warning else []
+            if client.stats.tweets == 0:
+                warnings.append(_empty_day(day, report))
+    except (MalformedResponse, FetchDeadline) as exc:
+        rejected.keep(store, where, day, fetch_id, {
+            "date": day.isoformat(), "fetch": fetch_id, "error": first_line(exc), "rejected_at": datetime.now(UTC).isoformat(),
+            **_billing(client), "api_version": client.api_version, "pages": sent, "rejected_page": getattr(exc, "page", None)})
+        raise
     stats = client.stats
+    before = [store.get_json(k) for k in refused]  # billed too: the day's cost counts them
     if stats.rate_limit_wait_seconds > cfg.long_wait_warning:
         warnings.append(report.warn(f"{day}: waited {stats.rate_limit_wait_seconds:.0f}s for rate limits "
                                     f"({stats.rate_limit_waits} waits); other jobs may share the app's budget"))
-    count_requests = sum(n for path, n in stats.requests.items() if "/counts/" in path)
     pointer = {
         "date": day.isoformat(), "fetch": fetch_id, "object": key, "etag": sink.etag, "size": sink.size,
+        "api_version": client.api_version,
         "query": cfg.query, "endpoint": cfg.endpoint, "pages": stats.pages, "tweets": stats.tweets,
         "expected_tweets": expected, "posts_read": stats.posts_read, "requests": dict(stats.requests),
-        "cost": round(cost(stats.posts_read, count_requests, cfg.price_per_post, cfg.price_per_count_request), 4),
+        "cost": round(_billing(client)["cost"] + sum(r.get("cost", 0) for r in before), 4),
+        "rejected_fetches": [r.get("fetch") for r in before], "rejected_cost": round(sum(r.get("cost", 0) for r in before), 4),
         "partial_errors": stats.partial_errors, "retries": stats.retries, "throttled": stats.throttled,
         "rate_limit_waits": stats.rate_limit_waits, "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
         "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
@@ -173,6 +216,14 @@ def fetch_day(store: Storage, day: date, report: Reporter) -> dict:
     point(store, day, fetch_id, pointer)
     report.progress(f"done: {stats.pages} pages, {stats.tweets} tweets", 100)
     return pointer
+
+
+def _billing(client: XClient) -> dict:
+    """What a fetch's client read and sent, and what that costs."""
+    cfg, stats = config.xapi(), client.stats
+    count_requests = sum(n for path, n in stats.requests.items() if "/counts/" in path)
+    return {"posts_read": stats.posts_read, "requests": dict(stats.requests),
+            "cost": round(cost(stats.posts_read, count_requests, cfg.price_per_post, cfg.price_per_count_request), 4)}
 
 
 def _empty_day(day: date, report: Reporter) -> str:
@@ -219,6 +270,8 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     def gated(key: str, build: Build) -> Iterator[pa.RecordBatch]:
         curator = Curator(day, pseudonymize, build_id=build.id, sharing=_sharing_options(), query=config.xapi().query)
         curators.append(curator)
+        with store.errors_explained(), open_raw(store, key) as raw:  # every identity of the day, first
+            curator.learn(raw)
         with store.errors_explained(), open_raw(store, key) as raw:  # a download cut short is transient
             for batch in curator.batches(raw):
                 check_batch(batch, curator.stats)

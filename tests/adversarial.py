@@ -143,3 +143,49 @@ def pages() -> list[dict]:
 def write(path: Path) -> Path:
     path.write_text("".join(json.dumps(page) + "\n" for page in pages()), encoding="utf-8")
     return path
+
+
+# A day whose users hide: none of them is in includes.users (suspended, withheld, or not expanded),
+# each is named as an @handle in some text, by errors[] (value, or only a detail), and as a bare word
+# elsewhere, often on a page before the one that names them.
+HIDDEN_DAY_USERS = ["somebody", "withheld_wanda", "detail_only_dan", "late_handle_lu"]
+HIDDEN_DAY_TEXTS = [
+    "somebody got banned, and withheld_wanda too #FlixBus",  # bare names first: their handles come later
+    "detail_only_dan said late_handle_lu was on the #FlixBus",
+    "@somebody where are you? somebody got banned #FlixBus",
+    "no word from @withheld_wanda today #FlixBus",
+    "the last #FlixBus of the day, with @late_handle_lu",
+]
+# Ordinary words the hidden-user rule must leave: shorter than MIN_BARE_NAME, on the query, or an e-mail's domain.
+HIDDEN_DAY_KEPT = ["#FlixBus", "banned", "where are you?"]
+
+
+def hidden_users_pages() -> list[dict]:
+    """Three pages of a day of 5 posts by one visible author; the four hidden users appear only as text and errors[]."""
+    author = {"id": "1700000000000000001", "username": "visible_vic", "name": "Visible Vic"}
+    tweets = [{"id": str(1569000000000000000 + (5 - n) * 1000), "edit_history_tweet_ids": [str(1569000000000000000 + (5 - n) * 1000)],
+               "author_id": author["id"], "created_at": f"2022-09-12T{20 - n:02d}:00:00.000Z", "lang": "en", "text": text,
+               "conversation_id": str(1569000000000000000 + (5 - n) * 1000), "public_metrics": {"like_count": n}}
+              for n, text in enumerate(HIDDEN_DAY_TEXTS)]
+    errors = [  # a suspended user by value; a withheld one by resource_id; one named only in the detail
+        {"parameter": "entities.mentions.username", "resource_id": "somebody", "value": "somebody", "resource_type": "user",
+         "detail": "User has been suspended: [somebody].", "title": "Forbidden"},
+        {"parameter": "author_id", "resource_id": "1700000000000000009", "value": "1700000000000000009", "resource_type": "user",
+         "detail": "User has been withheld: [1700000000000000009].", "title": "Forbidden"},
+        {"parameter": "referenced_tweets.id.author_id", "resource_type": "user", "title": "Forbidden",
+         "detail": "User has been suspended: [detail_only_dan]."},
+        {"parameter": "referenced_tweets.id", "resource_id": "1569000000000000777", "value": "1569000000000000777",
+         "resource_type": "tweet", "detail": "Could not find tweet with referenced_tweets.id: [1569000000000000777].",
+         "title": "Not Found Error"},
+    ]
+    chunks = [tweets[:2], tweets[2:4], tweets[4:]]
+    out = []
+    for number, chunk in enumerate(chunks):
+        page = {"data": chunk, "includes": {"users": [author]},
+                "meta": {"newest_id": chunk[0]["id"], "oldest_id": chunk[-1]["id"], "result_count": len(chunk)}}
+        if number == 2:
+            page["errors"] = errors
+        if number < len(chunks) - 1:
+            page["meta"]["next_token"] = f"token{number + 1}"
+        out.append(page)
+    return out

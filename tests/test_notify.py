@@ -88,31 +88,31 @@ def test_undeliverable_notifications_never_fail_the_pipeline(pipeline, slack, mo
 
 @pytest.mark.faults
 def test_transient_failure_is_retried_in_the_task_and_not_notified(pipeline, slack, failures):
-    """A day that fails in a way a retry can mend is tried again inside the task ([days] tries), with the
-    wait announced in the log; the scheduler never sees a failure, so nothing is notified."""
+    """An API fault a retry can mend is retried by the client (the day's one retry budget; [days]
+    tries never retry it again), with the wait announced in the log; the scheduler never sees a
+    failure, so nothing is notified."""
     faults = sandbox.Faults(rate=1.0, kinds=("503",))
     flaky = sandbox.start(token=TOKEN, faults=faults, time_scale=TIME_SCALE)
     announced: list[str] = []
 
     def heal(record: logging.LogRecord) -> bool:
-        if "retrying in" in record.getMessage():
+        if "; retry 1 in " in record.getMessage():
             announced.append(record.getMessage())
             faults.rate = 0.0  # the API recovers while the task waits
         return True
 
     handler = logging.Handler()
     handler.emit = heal
-    logging.getLogger("luigi-interface").addHandler(handler)
+    logging.getLogger("flixluigi.xapi.client").addHandler(handler)
     try:
         pipeline.set("xapi", "base_url", api_url(flaky))
-        pipeline.set("xapi", "max_tries", "1")
-        pipeline.set("days", "tries", "2")
+        pipeline.set("xapi", "max_tries", "2")
         result = build(RawTweets(DAY))
     finally:
-        logging.getLogger("luigi-interface").removeHandler(handler)
+        logging.getLogger("flixluigi.xapi.client").removeHandler(handler)
         flaky.shutdown()
     assert result.status == LuigiStatusCode.SUCCESS, result.summary_text
-    assert len(announced) == 1 and "HTTP 503" in announced[0] and "retrying in 0s (try 2 of 2)" in announced[0], announced
+    assert len(announced) == 1 and "HTTP 503" in announced[0], announced
     assert failures == [] and [e for e in slack.bodies("/hook") if e["event"] == "failure"] == []
     assert len(pointers(pipeline.seaweed.endpoint, pipeline.run, DAY)) == 1
 
@@ -155,3 +155,14 @@ def test_long_rate_limit_waits_are_a_warning(pipeline, slack):
         limited.shutdown()
     [warning] = [e for e in slack.bodies("/hook") if e["event"] == "warning"]
     assert "s for rate limits" in warning["error"] and "waits)" in warning["error"]
+
+
+def test_out_of_credits_is_notified_once_per_run_whichever_days_meet_it(pipeline, slack, serve, failures):
+    """402 CreditsDepleted is about the account: two days fail with it, one notification, no retry."""
+    broke = serve(faults=sandbox.Faults(rate=1.0, kinds=("402",), path="/search/"))
+    pipeline.set("xapi", "base_url", api_url(broke))
+    assert not build(CuratedTweets(DAY), CuratedTweets(DAY + timedelta(days=1))).scheduling_succeeded
+    assert broke.paths_served["/2/tweets/search/all"] == 2  # one request a day, never retried
+    assert sum("credits depleted" in str(exc) for _task, exc in failures) == 2
+    [event] = [e for e in slack.bodies("/hook") if "credits depleted" in e["error"]]
+    assert event["hint"].startswith("buy credits")

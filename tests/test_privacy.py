@@ -5,6 +5,7 @@ every cell, list item and piece of Parquet metadata is scanned for what the cont
 from __future__ import annotations
 
 import io
+import json
 import re
 import unicodedata
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import luigi
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from luigi.execution_summary import LuigiStatusCode
 from luigi.task_register import Register
 
 from devkit import sandbox
@@ -157,9 +159,9 @@ def test_adversarial_day_through_the_real_tasks(pipeline, tmp_path):
     assert leaks(log_text + footers) == []
 
 
-def test_names_are_known_across_batches_from_the_pages_read_so_far(monkeypatch):
-    """One page per batch: a user learned on an earlier page is scrubbed in a later one; a bare
-    name whose user no page has introduced yet stays (docs/privacy.md says so)."""
+def test_names_are_known_from_the_whole_day_before_any_text_is_scrubbed(monkeypatch):
+    """One page per batch: a user learned on an earlier page is scrubbed in a later one, and a bare
+    name on a page before the one that introduces its user too (the day is learned first)."""
     monkeypatch.setattr(curator, "PAGES_PER_GROUP", 1)
     pages = adv.pages()
     late = {"id": "1569000000000000001", "created_at": "2022-09-12T00:30:00.000Z", "author_id": "1600000000000000001",
@@ -169,7 +171,7 @@ def test_names_are_known_across_batches_from_the_pages_read_so_far(monkeypatch):
     early = {"data": [{**late, "id": "1569000000000000002", "text": "latecomer_zed before his page"}],
              "meta": {"result_count": 1}}
     texts = curate_pages([early, *pages, late_page]).column("text").to_pylist()
-    assert texts[0] == "latecomer_zed before his page"
+    assert texts[0] == "[user] before his page"
     assert texts[-1] == "[user] again, and [user]"
 
 
@@ -270,7 +272,7 @@ def test_sharing_section_is_read_and_checked():
         cfg.set("sharing", "tweet_ids", "pseudonymise")
         Register.clear_instance_cache()
         section = config.sharing()
-        assert SharingOptions(section.tweet_ids, section.text, section.author_location).fingerprint == "p1-pkk"
+        assert SharingOptions(section.tweet_ids, section.text, section.author_location).fingerprint == f"p{RULE_VERSION}-pkk"
         cfg.set("sharing", "text", "hide")
         Register.clear_instance_cache()
         with pytest.raises(SettingsError, match=r"luigi.cfg \[sharing\] is invalid"):
@@ -278,3 +280,29 @@ def test_sharing_section_is_read_and_checked():
     finally:
         cfg.remove_section("sharing")
         Register.clear_instance_cache()
+
+
+def test_hidden_users_are_scrubbed_as_bare_words_from_every_source():
+    """Users no page includes, known only from @handles and errors[] (value, detail), go as bare
+    words too, on pages before the one that names them; a tweet id of errors[] stays."""
+    texts = curate_pages(adv.hidden_users_pages()).column("text").to_pylist()
+    assert texts == ["[user] got banned, and [user] too #FlixBus", "[user] said [user] was on the #FlixBus",
+                     "@[user] where are you? [user] got banned #FlixBus", "no word from @[user] today #FlixBus",
+                     "the last #FlixBus of the day, with @[user]"]
+    joined = " ".join(texts).lower()
+    assert not any(name in joined for name in adv.HIDDEN_DAY_USERS)
+    assert all(kept.lower() in joined for kept in adv.HIDDEN_DAY_KEPT)
+
+
+def test_hidden_users_day_through_the_real_tasks(pipeline, tmp_path):
+    path = tmp_path / "hidden.jsonl"
+    path.write_text("".join(json.dumps(page) + "\n" for page in adv.hidden_users_pages()))
+    replay = sandbox.start(token=TOKEN, replay=(path,), time_scale=TIME_SCALE)
+    try:
+        pipeline.set("xapi", "base_url", api_url(replay))
+        result = luigi.build([CuratedTweets(adv.DAY)], local_scheduler=True, detailed_summary=True, workers=1)
+        assert result.status == LuigiStatusCode.SUCCESS, result.summary_text
+    finally:
+        replay.shutdown()
+    texts = " ".join(curated(pipeline.seaweed.endpoint, pipeline.run, adv.DAY).column("text").to_pylist()).lower()
+    assert not any(name in texts for name in adv.HIDDEN_DAY_USERS) and "#flixbus" in texts

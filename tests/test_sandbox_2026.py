@@ -122,7 +122,8 @@ def test_every_error_class_says_whether_a_retry_can_help():
     classes = [c for c in vars(xapi).values() if isinstance(c, type) and issubclass(c, xapi.XApiError)]
     assert {c.__name__: c.transient for c in classes} == {
         "XApiError": False, "ApiUnreachable": False, "Unauthorized": False, "InvalidRequest": False, "UsageCapped": False,
-        "RateLimited": False, "MalformedResponse": False, "TransientFault": True}
+        "RateLimited": False, "MalformedResponse": False, "TransientFault": True, "CreditsDepleted": False,
+        "FetchDeadline": False, "RetriesExhausted": False}
     assert all("transient" in vars(c) for c in classes)
 
 
@@ -175,6 +176,15 @@ def test_long_posts_come_cut_in_text_and_whole_in_note_tweet_and_curate_whole(se
     for tid in long:
         if tid in texts:
             assert len(texts[tid]) > TEXT_LIMIT and LONG_TAIL.strip()[:40] in texts[tid]
+
+
+def test_long_posts_under_note_post_curate_whole_as_under_note_tweet(serve):
+    """X's newer naming (`note_post`) gives the same rows as `note_tweet`."""
+    raw = pages(client(serve()))
+    renamed = [{**p, "data": [{("note_post" if k == "note_tweet" else k): v for k, v in t.items()} for t in p["data"]]}
+               for p in raw]
+    assert any("note_post" in t for p in renamed for t in p["data"])
+    assert curate(renamed).drop_columns(["processed_at"]) == curate(raw).drop_columns(["processed_at"])
 
 
 def test_one_row_per_edit_chain_with_the_newest_version_whatever_the_order(serve):

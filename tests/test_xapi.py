@@ -137,3 +137,11 @@ def test_reconcile_tolerance():
 def test_unfinished_day_window_is_refused_before_any_call():
     with pytest.raises(XApiError, match="has not ended yet"):
         day_window(datetime.now(UTC).date() + timedelta(days=1), "all")
+
+
+def test_the_fetch_deadline_leaves_out_the_waits_the_api_announced(serve):
+    """One request per 1.5 s window: the waits for its resets (~3-4.5 s) pass a 2 s deadline, which only the fetch's own time counts."""
+    server = serve(volume=300, rate_limit=1, rate_window=1.5 / TIME_SCALE)
+    c = client(server, deadline=2.0)
+    ids = fetch_ids(c, 100)
+    assert len(ids) > 200 and c.stats.rate_limit_waits >= 2 and c.stats.rate_limit_wait_seconds > 2.0

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from devkit.sandbox import DEFAULT_TOKEN, FAULTS, ComplianceConfig, Faults, start
+from devkit.sandbox import DEFAULT_TOKEN, FAULTS, PAGE_FAULTS, ComplianceConfig, Faults, start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that meet a fault (0..1)")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"fault kinds to draw from (default {','.join(FAULTS)})")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
-    parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault")
+    parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault; a 'trickle' sends a byte per this")
+    parser.add_argument("--page-fault", default="", choices=["", *PAGE_FAULTS], help="every faulted answer is wrong this way")
+    parser.add_argument("--fault-path", default="", help="faults apply only to paths holding this (e.g. /search/)")
+    parser.add_argument("--fault-after", type=int, default=0, help="faults apply only after this many such requests")
     parser.add_argument("--usage-capped", action="store_true", help="answer every request with the usage-cap 429")
     parser.add_argument("--compliance-rate", type=float, default=0.0,
                         help="share of ids the compliance jobs report deleted/protected/suspended/scrub_geo (0..0.5, seeded by --seed)")
@@ -37,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         faults = Faults(rate=args.fault_rate, kinds=tuple(k for k in args.faults.split(",") if k), seed=args.fault_seed,
-                        slow_seconds=args.slow_seconds, usage_capped=args.usage_capped)
+                        slow_seconds=args.slow_seconds, usage_capped=args.usage_capped, page=args.page_fault,
+                        path=args.fault_path, after=args.fault_after)
         server = start(args.host, args.port, token=os.environ.get(args.token_env) or DEFAULT_TOKEN, volume=args.volume,
                        seed=args.seed, replay=tuple(args.replay), rate_limit=args.rate_limit,
                        rate_window=args.rate_window, faults=faults, legacy=args.legacy, time_scale=args.time_scale,

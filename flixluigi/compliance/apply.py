@@ -23,6 +23,7 @@ from flixluigi.compliance.rules import Ledger, Summary, Verdicts, apply_lines, i
 from flixluigi.curation.pseudonym import load_key
 from flixluigi.dates import day_range
 from flixluigi.errors import StorageError
+from flixluigi.store import rejected
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.layout import Layout, RawDay, new_fetch_id
 from flixluigi.store.rawio import compressed, open_raw
@@ -111,7 +112,7 @@ def comply(start: date, end: date, report: Reporter) -> dict:
 
 def purge(store: Storage, where: Layout, table: CuratedTable, state: dict, hours: int) -> list[str]:
     """Delete what still holds removed posts once the compliance window has passed: the older raw
-    fetches of affected days and the table's superseded files (Delta's vacuum works table-wide, so
+    fetches and the rejected fetches of affected days and the table's superseded files (Delta's vacuum works table-wide, so
     the history of the whole table is shortened to the window at that moment)."""
     pending = [day for day, entry in state["days"].items() if entry.get("purged") is False]
     if not pending:
@@ -125,6 +126,7 @@ def purge(store: Storage, where: Layout, table: CuratedTable, state: dict, hours
     raw = Layout.raw_days(list(store.list(where.raw + "/")))
     old = [item["Key"] for day in due for fetch_id, item in raw.get(date.fromisoformat(day), RawDay()).fetches.items()
            if fetch_id != raw[date.fromisoformat(day)].current]
+    old += [key for day, _made, key in rejected.stored(store, where) if day.isoformat() in due]
     store.delete_many(old)
     for day in due:
         state["days"][day]["purged"] = True

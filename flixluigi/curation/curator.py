@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from flixluigi.curation.privacy import Identities, Matcher, SharingOptions, query_terms
+from flixluigi.curation.privacy import Identities, Matcher, SharingOptions, error_identities, handles_in, query_terms
 from flixluigi.curation.pseudonym import Pseudonymizer
-from flixluigi.curation.schema import RAW_PAGE, SCHEMA, SCHEMA_VERSION, STRING, TIMESTAMP
+from flixluigi.curation.schema import NOTE_FIELDS, RAW_PAGE, SCHEMA, SCHEMA_VERSION, STRING, TIMESTAMP
 from flixluigi.errors import QualityError
 
 DEFAULT_QUERY = "#FlixBus"
@@ -86,6 +86,10 @@ def _read_stream(stream: IO[bytes]) -> Iterator[pa.RecordBatch]:
         yield from table.to_batches()
 
 
+def _pages_of(source: IO[bytes] | Iterable[bytes | dict]) -> Iterator[pa.RecordBatch]:
+    return _read_stream(source) if hasattr(source, "read") else _group_pages(source)
+
+
 def _group_pages(pages: Iterable[bytes | dict]) -> Iterator[pa.RecordBatch]:
     group: list[dict] = []
     for page in pages:
@@ -114,8 +118,9 @@ def _author_rows(tweets: pa.StructArray, tweet_pages: pa.Array, users: pa.Struct
 
 
 def _full_text(tweets: pa.StructArray) -> pa.Array:
-    """A long post's full text is note_tweet.text; `text` holds only its first 280 characters."""
-    return pc.coalesce(pc.struct_field(pc.struct_field(tweets, "note_tweet"), "text"), pc.struct_field(tweets, "text"))
+    """A long post's full text is note_tweet.text (or note_post.text); `text` holds only its first 280 characters."""
+    return pc.coalesce(*(pc.struct_field(pc.struct_field(tweets, name), "text") for name in NOTE_FIELDS),
+                       pc.struct_field(tweets, "text"))
 
 
 def _edit_columns(tweets: pa.StructArray) -> tuple[pa.Array, pa.Array]:
@@ -199,12 +204,26 @@ class Curator:
         self._final: set[str] = set()  # chains whose newest version went out
         self._held: dict[str, tuple[int, pa.RecordBatch]] = {}  # chain -> (id, row) of its newest older version so far
         self._lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        self._learned = False
+
+    def learn(self, source: IO[bytes] | Iterable[bytes | dict]) -> None:
+        """Every identity of the whole day, before any text is scrubbed: `includes.users`, mention
+        entities, user names and ids in `errors[]` and every @handle in any text of the day. A read
+        of the raw day of its own: hidden users (suspended, withheld, not expanded) have no user
+        object, and a bare name on page 1 may be a handle only on page 90."""
+        for pages in _pages_of(source):
+            self._note_identities(pages)
+        self._learned = True
 
     def batches(self, source: IO[bytes] | Iterable[bytes | dict]) -> Iterator[pa.RecordBatch]:
         """Curated batches from a raw day: a binary stream of JSON lines (read by Arrow's JSON
-        reader, no Python objects per tweet) or an iterable of pages (lines or parsed dicts)."""
+        reader, no Python objects per tweet) or an iterable of pages (lines or parsed dicts).
+        A list of pages is learned first; a stream is read once, so its caller calls `learn` on a
+        first read of it (else each group's identities are those of the pages read so far)."""
+        if not self._learned and isinstance(source, (list, tuple)):
+            self.learn(source)
         produced = False
-        for pages in (_read_stream(source) if hasattr(source, "read") else _group_pages(source)):
+        for pages in _pages_of(source):
             batch = self._curate(pages)
             if batch.num_rows or not produced:
                 produced = True
@@ -223,13 +242,14 @@ class Curator:
         first_page = self.stats.pages + 1
         self._matcher.forget()
         self.stats.pages += pages.num_rows
-        self._note_errors(pages.column("errors"))
+        self.stats.partial_errors += len(pages.column("errors").flatten())
+        if not self._learned:
+            self._note_identities(pages)
         data = pages.column("data")
         tweets = data.flatten()
         users_lists = pc.struct_field(pages.column("includes"), "users")
         users = users_lists.flatten()
         authors = users.take(_author_rows(tweets, pc.list_parent_indices(data), users, pc.list_parent_indices(users_lists)))
-        self._note_users(tweets, users)
         created = self._inside_day(tweets, data, first_page)
         keep = self._first_seen(pc.struct_field(tweets, "id"))
         if keep is not None:
@@ -262,17 +282,26 @@ class Curator:
                     self._held[chain] = (tweet, batch.slice(row, 1))
         return batch.filter(pa.array(keep, pa.bool_()))
 
+    def _note_identities(self, pages: pa.RecordBatch) -> None:
+        tweets = pages.column("data").flatten()
+        self._note_errors(pages.column("errors"))
+        self._note_users(tweets, pc.struct_field(pages.column("includes"), "users").flatten())
+        texts = [pc.struct_field(tweets, "text"), *(pc.struct_field(pc.struct_field(tweets, name), "text") for name in NOTE_FIELDS)]
+        handles = handles_in(pa.concat_arrays(texts))
+        self.stats.identities.add_names(handles, [None] * len(handles))
+
     def _note_errors(self, errors: pa.Array) -> None:
-        """Partial errors (suspended or deleted users...) are counted; their users are raw identities."""
+        """Users of partial errors (suspended, withheld, deleted...) are raw identities: by value,
+        resource_id and the names or ids their detail brackets; the tweet ids of other errors are not."""
         items = errors.flatten()
-        self.stats.partial_errors += len(items)
         users = items.filter(pc.fill_null(pc.equal(pc.struct_field(items, "resource_type"), "user"), False))
         values = pc.coalesce(pc.struct_field(users, "value"), pc.struct_field(users, "resource_id")).to_pylist()
         by_name = pc.fill_null(pc.match_substring(pc.struct_field(users, "parameter"), "username"), False).to_pylist()
+        names, ids = error_identities(pc.struct_field(users, "detail").to_pylist())
+        names += [v for v, name in zip(values, by_name, strict=True) if name]
         known = self.stats.identities
-        names = [v for v, name in zip(values, by_name, strict=True) if name]
         known.add_names(names, [None] * len(names))
-        known.add_ids(v for v, name in zip(values, by_name, strict=True) if not name)
+        known.add_ids([*ids, *(v for v, name in zip(values, by_name, strict=True) if not name)])
 
     def _note_users(self, tweets: pa.StructArray, users: pa.StructArray) -> None:
         """Every raw user id, username and display name of the day, for the scrubber and the gate."""
@@ -282,7 +311,8 @@ class Curator:
         if unread:  # each user object is read once a day
             new_users = users.filter(pc.is_in(user_ids, value_set=pa.array(unread, STRING)))
             known.add_users(*(pc.struct_field(new_users, name).to_pylist() for name in ("id", "username", "name")))
-        entities = pc.struct_field(tweets, "entities"), pc.struct_field(pc.struct_field(tweets, "note_tweet"), "entities")
+        entities = [pc.struct_field(tweets, "entities"), *(pc.struct_field(pc.struct_field(tweets, name), "entities")
+                                                           for name in NOTE_FIELDS)]
         mentions = pa.concat_arrays([pc.struct_field(e, "mentions").flatten() for e in entities])
         pairs = pa.table({"username": pc.struct_field(mentions, "username"), "id": pc.struct_field(mentions, "id")})
         pairs = pairs.group_by(["username", "id"], use_threads=False).aggregate([])

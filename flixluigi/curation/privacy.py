@@ -33,7 +33,8 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-RULE_VERSION = 1
+# 2: the day's identities come from every source (@handles in any text, errors[] details) before any text is scrubbed.
+RULE_VERSION = 2
 MIN_BARE_NAME = 5  # shorter usernames are ordinary words too often (ev, jack, anna) to match without an @
 MIN_NAME_KEY = 3  # a display name is found through its longest word, which needs this many characters
 MIN_ID_DIGITS = 6  # shorter digit runs are ordinary numbers
@@ -82,6 +83,7 @@ RESERVED_PATHS = frozenset({
 # The Python passes; each pattern starts with a literal or a class, so the engine skips ahead fast.
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
 _HANDLE = re.compile(r"@([A-Za-z0-9_]+)")
+_BRACKETED = re.compile(r"\[([^\]]+)\]")
 _LINK = re.compile(r"(?<![\w.@-])(?:https?://)?(?:(?:www|mobile|m)\.)?(?:twitter|x)\.com/(?:#!/)?"
                    r"(?:(?P<uid_path>i/user/)[0-9]+|(?P<segment>[A-Za-z0-9_]+))"
                    r"|(?P<param>(?<!\w)(?:screen_name|user_id)=)[A-Za-z0-9_]+", re.IGNORECASE)
@@ -122,6 +124,20 @@ def normalize_text(value: str) -> str:
 def words(value: str) -> list[str]:
     """The rule's words of a normalised value, lower-case."""
     return _WORD.findall(value.lower())
+
+
+def handles_in(values: pa.Array) -> list[str]:
+    """The distinct usernames written as @handles in the values (e-mail addresses taken out first:
+    their domain is no handle); the source of hidden users, whom no user object names."""
+    norm = normalize(pc.unique(values.filter(pc.fill_null(pc.match_substring(values, "@"), False))))
+    found = _HANDLE.findall(_EMAIL.sub(" ", SEPARATOR.join(v for v in norm.to_pylist() if v)))
+    return sorted({name.lower() for name in found})
+
+
+def error_identities(details: Iterable[str | None]) -> tuple[list[str], list[str]]:
+    """(usernames, user ids) named in brackets by the details of user errors ("User has been suspended: [name].")."""
+    found = [item.strip() for detail in details if detail for group in _BRACKETED.findall(detail) for item in group.split(",")]
+    return [f for f in found if f and not f.isdigit()], [f for f in found if f.isdigit()]
 
 
 def query_terms(query: str) -> frozenset[str]:

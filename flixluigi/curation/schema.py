@@ -51,11 +51,13 @@ PSEUDONYM_COLUMNS = ("author_id", "in_reply_to_user_id", "mentioned_user_ids")
 TWEET_ID_COLUMNS = ("tweet_id", "conversation_id", "referenced_tweet_ids", "edit_chain_id", "edit_history_tweet_ids")
 
 STRING, INT64 = pa.string(), pa.int64()
+# A long post's full text and its mentions: `note_tweet`, or `note_post` in X's newer naming.
+NOTE = pa.struct([("text", STRING), ("entities", pa.struct([("mentions", pa.list_(pa.struct([("username", STRING), ("id", STRING)])))]))])
+NOTE_FIELDS = ("note_tweet", "note_post")
 # What the flattening reads of the raw objects; everything else in them is ignored.
 RAW_TWEET = pa.struct([
     ("id", STRING), ("created_at", STRING), ("text", STRING), ("lang", STRING), ("source", STRING), ("conversation_id", STRING),
-    ("note_tweet", pa.struct([("text", STRING), ("entities", pa.struct([
-        ("mentions", pa.list_(pa.struct([("username", STRING), ("id", STRING)])))]))])),  # a long post's full text
+    *((name, NOTE) for name in NOTE_FIELDS),
     ("author_id", STRING), ("in_reply_to_user_id", STRING), ("possibly_sensitive", pa.bool_()),
     ("edit_history_tweet_ids", pa.list_(STRING)),
     ("referenced_tweets", pa.list_(pa.struct([("type", STRING), ("id", STRING)]))),
@@ -72,5 +74,6 @@ RAW_USER = pa.struct([
 RAW_PAGE = pa.schema([
     ("data", pa.list_(RAW_TWEET)),
     ("includes", pa.struct([("users", pa.list_(RAW_USER))])),
-    ("errors", pa.list_(pa.struct([("resource_type", STRING), ("parameter", STRING), ("value", STRING), ("resource_id", STRING)]))),
+    ("errors", pa.list_(pa.struct([("resource_type", STRING), ("parameter", STRING), ("value", STRING), ("resource_id", STRING),
+                                   ("detail", STRING)]))),
 ])

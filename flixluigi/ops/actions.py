@@ -13,6 +13,7 @@ from flixluigi import config
 from flixluigi._version import __version__
 from flixluigi.compliance.apply import load_state, purge, refuse_restore_before_compliance
 from flixluigi.errors import StorageError
+from flixluigi.store import rejected
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.layout import LEGACY_FETCH_SUFFIX, LEGACY_RAW_RE, Layout, RawDay, new_fetch_id, parse_stamp
 from flixluigi.store.s3 import Storage
@@ -49,8 +50,8 @@ def restore(day: date, version: int) -> str:
 
 
 def vacuum(apply: bool) -> list[str]:
-    """Table files and raw fetches superseded more than [storage] keep_versions_days ago, never files
-    younger than [storage] min_file_age_hours. A dry run unless `apply`."""
+    """Table files, raw fetches superseded and rejected fetches made more than [storage]
+    keep_versions_days ago, never files younger than [storage] min_file_age_hours. A dry run unless `apply`."""
     cfg = config.storage()
     hours = max(cfg.keep_versions_days * 24, cfg.min_file_age_hours)
     store, where, table = Storage.from_config(), layout(), CuratedTable.from_config()
@@ -61,6 +62,7 @@ def vacuum(apply: bool) -> list[str]:
         for fetch_id, item in stored.fetches.items():
             if fetch_id != stored.current and item["LastModified"] < cutoff and _superseded_at(stored, fetch_id) < cutoff:
                 doomed.append(item["Key"])
+    doomed += [key for _day, made, key in rejected.stored(store, where) if made < cutoff]  # refused fetches: personal data
     if apply and doomed:
         store.delete_many(doomed)
     if apply:  # compliance purges due now win over the retention of versions

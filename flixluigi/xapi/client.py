@@ -3,7 +3,11 @@
 Every failure surfaces as an `XApiError` (`flixluigi.errors`) whose message is one line naming
 the problem and the fix, and whose class says (`transient`) whether a later retry can help.
 Transient faults are retried per page, resuming from the last good `next_token`, so a fault never
-restarts the day nor stores a page twice.
+restarts the day nor stores a page twice. A client has one retry budget (`max_tries` a page,
+`retry_budget` in all): once spent, the failure is final for the run (`RetriesExhausted`), so
+retries never nest inside the day's own tries. Every page is validated as it arrives
+(`xapi.pages`), paging that would not end is stopped, every request has a deadline for its
+whole body, and a fetch has one (`deadline`) that leaves out the waits the API announced.
 
 Pacing follows the API as it is in 2026: full-archive search allows one request per second
 per app on top of its 15-minute window, and that rule is not in the headers. The client keeps
@@ -24,18 +28,23 @@ from datetime import UTC, date, datetime, timedelta
 import backoff
 import orjson
 import requests
+import urllib3
 
 from flixluigi.dates import day_range
 from flixluigi.errors import (
     ApiUnreachable,
+    CreditsDepleted,
+    FetchDeadline,
     InvalidRequest,
     MalformedResponse,
     RateLimited,
+    RetriesExhausted,
     TransientFault,
     Unauthorized,
     UsageCapped,
     XApiError,
 )
+from flixluigi.xapi.pages import PageGuard, decode, validate_counts_page, validate_page
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,10 @@ USAGE_PATH = "/2/usage/tweets"
 DEFAULT_MIN_INTERVAL = {"/2/tweets/search/all": 1.0}
 # After a 429 that is not a spent window, on a path without an interval of its own.
 BURST_WAIT = 1.0
+# A 429 without x-rate-limit-* headers: wait backoff_factor * 2**n seconds (n: such 429s so far), at most this.
+HEADERLESS_WAIT_MAX = 60.0
+# Bytes read at a time from an answer's body, with the request's deadline checked between reads.
+CHUNK_BYTES = 1 << 16
 # One counts request covers at most this many days with granularity=day.
 COUNTS_SPAN_DAYS = 31
 # Full-archive pages with context_annotations requested hold at most 100 posts (500 without).
@@ -82,7 +95,7 @@ def request_failure(exc: requests.exceptions.RequestException, where: str, timeo
         return unreachable(f"{prefix}X API at {where} refuses connections; start the sandbox (scripts/sandbox.sh) "
                            "or fix [xapi] base_url")
     if isinstance(exc, requests.exceptions.Timeout):
-        return fault(f"{prefix}no answer from {where} within {timeout:.0f}s")
+        return fault(f"{prefix}no answer from {where} within {timeout:g}s")
     return fault(f"{prefix}request to {where} failed ({type(exc).__name__})")
 
 
@@ -134,6 +147,28 @@ def reconcile(expected: int, fetched: int, tolerance: float) -> str | None:
         return None
     return (f"fetched {fetched} tweets but the counts endpoint expects {expected} "
             f"({fetched - expected:+d}, more than {tolerance:.1%}); re-run the day with RawTweets once the API settles")
+
+
+def _read_body(response: requests.Response, ends: float) -> bytes:
+    """The whole (decoded) body, read as it arrives and given up at `ends` (monotonic), in
+    `requests`' own exceptions. `read1` returns what one read got, so a trickle cannot block it."""
+    chunks = []
+    while chunk := _read_chunk(response):
+        chunks.append(chunk)
+        if time.monotonic() > ends:
+            raise requests.exceptions.Timeout("the body did not complete in time")
+    return b"".join(chunks)
+
+
+def _read_chunk(response: requests.Response) -> bytes:
+    try:
+        return response.raw.read1(CHUNK_BYTES, decode_content=True)
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from None
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from None
+    except (urllib3.exceptions.ProtocolError, OSError) as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
 
 
 @dataclass
@@ -196,6 +231,9 @@ class XClient:
     token: str = field(repr=False)
     timeout: float = 30.0
     max_tries: int = 8
+    retry_budget: int = 24  # retries of all the client's requests together (one day's fetch)
+    deadline: float | None = None  # seconds the client may work, the API's announced waits left out
+    idle_pages: int = 20  # search pages in a row without a new post before paging is stopped
     max_rate_limit_wait: float = 960.0
     backoff_factor: float = 1.0
     on_status: Callable[[str], None] = lambda message: None
@@ -206,6 +244,8 @@ class XClient:
     _limits: dict[str, tuple[int, float]] = field(default_factory=dict, repr=False)
     _ready: dict[str, float] = field(default_factory=dict, repr=False)  # path -> monotonic time of its next request
     _read: set[str] = field(default_factory=set, repr=False)
+    _started: float = field(default=0.0, repr=False)
+    api_version: str | None = None  # the api-version header of the last answer that had one
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -214,33 +254,50 @@ class XClient:
         self.session.headers.update({"Authorization": f"Bearer {self.token}", "User-Agent": "flixluigi"})
         self._get = backoff.on_exception(
             backoff.expo, TransientFault, max_tries=self.max_tries, factor=self.backoff_factor, max_value=60,
-            jitter=backoff.full_jitter, on_backoff=self._on_backoff, giveup_log_level=logging.DEBUG, logger=None,
+            jitter=backoff.full_jitter, on_backoff=self._on_backoff, giveup=self._give_up, giveup_log_level=logging.DEBUG,
+            logger=None,
         )(self._attempt)
 
     def search(self, query: str, window: Window, *, endpoint: str = "all", max_results: int = 100,
-               fields: dict[str, str] | None = None) -> Iterator[Page]:
+               fields: dict[str, str] | None = None, max_pages: int | None = None) -> Iterator[Page]:
         """Every page of the window, oldest request first, until `next_token` is absent.
 
         A page without `data` may still carry a `next_token` (the API filters after paging),
-        so only the token ends the run.
+        so only the token ends the run. Each page is validated before it is yielded; a token
+        seen before, `idle_pages` pages in a row without a new post, or `max_pages` pages stop
+        the run with `MalformedResponse` (the posts already read stay counted as billed).
         """
+        path = search_path(endpoint)
         params = {"query": query, **window.params(), "max_results": str(max_results), **(fields or {})}
+        asked = (fields or {}).get("tweet.fields", "").split(",")
+        guard, first = PageGuard(path, max_pages, self.idle_pages), True
         while True:
-            page = self._page(search_path(endpoint), params)
+            page = self._page(path, params)
             body = page.body
-            if not isinstance(body.get("meta"), dict) or not isinstance(body.get("data", []), list):
-                raise MalformedResponse(f"search page without meta/data from {self.base_url}; is [xapi] base_url an X API?")
-            data = body.get("data", ())
+            new = self._billed(body)
+            try:
+                ids = validate_page(body, window, fields=asked, first=first, where=path)
+            except MalformedResponse as exc:
+                exc.page = {**body, "__flixluigi": page.request} if isinstance(body, dict) else None
+                raise
+            first = first and not ids
             self.stats.pages += 1
-            self.stats.tweets += len(data)
-            self._read.update(str(t.get("id")) for t in data if isinstance(t, dict))
-            self.stats.posts_read = len(self._read)
+            self.stats.tweets += len(ids)
             self.stats.partial_errors += len(body.get("errors", ()))
             yield page
-            token = body["meta"].get("next_token")
+            token = guard.next_page(new, body["meta"].get("next_token"))
             if not token:
                 return
             params = {**params, "next_token": token}
+
+    def _billed(self, body: dict) -> int:
+        """Count the page's posts as read (billed, whatever validation finds); how many are new to this client."""
+        data = body.get("data")
+        before = len(self._read)
+        if isinstance(data, list):
+            self._read.update(str(t.get("id")) for t in data if isinstance(t, dict))
+        self.stats.posts_read = len(self._read)
+        return len(self._read) - before
 
     def daily_counts(self, query: str, start_day: date, end_day: date, *, endpoint: str = "all") -> dict[date, int]:
         """Posts per UTC day from start_day to end_day (inclusive), as the counts endpoint expects them.
@@ -253,23 +310,21 @@ class XClient:
         day_window(start_day, endpoint)  # both ends must be servable whole: the same one-line refusals
         day_window(end_day, endpoint)
         found: dict[date, int] = {}
-        first = start_day
+        path, first = counts_path(endpoint), start_day
         while first <= end_day:
             last = min(end_day, first + timedelta(days=COUNTS_SPAN_DAYS - 1))
             params = {"query": query, **Window(midnight(first), midnight(last + timedelta(days=1))).params(),
                       "granularity": "day"}
-            while True:
-                body = self._page(counts_path(endpoint), params).body
-                try:
-                    for bucket in body.get("data", ()):
-                        day = date.fromisoformat(str(bucket["start"])[:10])
-                        found[day] = found.get(day, 0) + int(bucket["tweet_count"])
-                    token = body.get("meta", {}).get("next_token")
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    raise MalformedResponse(f"counts answer without data[].start/tweet_count from {self.base_url}") from None
-                if not token:
-                    break
-                params = {**params, "next_token": token}
+            # Each page adds at least one day bucket: more pages than days, or one adding no day, never ends.
+            guard, token = PageGuard(path, (last - first).days + 2, idle_pages=1), ""
+            while token is not None:
+                body = self._page(path, params).body
+                buckets = validate_counts_page(body, path)
+                fresh = set(buckets) - set(found)
+                for day, posts in buckets.items():
+                    found[day] = found.get(day, 0) + posts
+                token = guard.next_page(len(fresh), body.get("meta", {}).get("next_token"))
+                params = {**params, "next_token": token or ""}
             first = last + timedelta(days=1)
         return {day: found.get(day, 0) for day in day_range(start_day, end_day)}
 
@@ -288,11 +343,20 @@ class XClient:
                                            **Window(now - timedelta(minutes=5), now).params()})
 
     def _page(self, path: str, params: dict[str, str]) -> Page:
-        attempts = [0]
-        body, status = self._get(path, params, attempts)
+        attempts: list = [0, None]  # tries, the api-version header of the answer
+        try:
+            body, status = self._get(path, params, attempts)
+        except TransientFault as exc:  # the client's retries are the day's: none are left for the run
+            raise RetriesExhausted(f"{exc} (gave up after {self.stats.retries} retries, [xapi] max_tries = "
+                                   f"{self.max_tries}, retry_budget = {self.retry_budget})") from None
+        self.api_version = attempts[1] or self.api_version
         request = {"url": self.base_url + path, "params": params, "retrieved_at": datetime.now(UTC).isoformat(),
-                   "attempts": attempts[0], "status": status}
+                   "attempts": attempts[0], "status": status, "api_version": attempts[1]}
         return Page(body, request)
+
+    def _give_up(self, exc: Exception) -> bool:
+        """The client's retry budget is spent (the per-page bound is backoff's max_tries)."""
+        return self.stats.retries >= self.retry_budget
 
     def _on_backoff(self, details: dict) -> None:
         self.stats.retries += 1
@@ -315,12 +379,26 @@ class XClient:
         self._ready[path] = time.monotonic() + max(self.min_interval.get(path, 0.0), wait)
 
     def _send(self, path: str, params: dict[str, str]) -> requests.Response:
+        """One request whose connect and whole body take at most `timeout` seconds: `requests`
+        has only an idle timeout, which a body trickling a byte at a time restarts forever."""
         self._pace(path)
+        self._check_deadline(path)
         self.stats.requests[path] += 1
+        ends = time.monotonic() + self.timeout
         try:
-            return self.session.get(self.base_url + path, params=params, timeout=self.timeout)
+            with self.session.get(self.base_url + path, params=params, timeout=self.timeout, stream=True) as response:
+                response._content = _read_body(response, ends)
+                return response
         finally:
             self._answered(path)
+
+    def _check_deadline(self, path: str) -> None:
+        """The fetch's own time (announced rate-limit waits left out) is within `deadline`."""
+        self._started = self._started or time.monotonic()
+        busy = time.monotonic() - self._started - self.stats.rate_limit_wait_seconds
+        if self.deadline is not None and busy > self.deadline:
+            raise FetchDeadline(f"{path}: the fetch took {busy:.0f}s besides the API's announced waits, past its deadline "
+                                f"of {self.deadline:.0f}s ([xapi] deadline_base, deadline_per_page); stopped")
 
     def _attempt(self, path: str, params: dict[str, str], attempts: list[int]) -> tuple[dict, int]:
         limited = 0
@@ -331,20 +409,26 @@ class XClient:
             attempts[0] += 1
             try:
                 response = self._send(path, params)
+            except requests.exceptions.ContentDecodingError:
+                raise MalformedResponse(f"{path}: the API's body does not decompress (Content-Encoding "
+                                        "gzip); a retry gets the same: a proxy in between?") from None
             except requests.exceptions.RequestException as exc:
                 raise request_failure(exc, self.base_url, self.timeout, first=attempts[0] == 1) from None
             self._note_limits(path, response)
             status = response.status_code
-            try:
-                body = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                if status == 200 or status in RETRYABLE_STATUS:
-                    raise TransientFault(f"incomplete JSON body from {path} (HTTP {status})") from None
-                body = None
+            attempts[1] = response.headers.get("api-version")
             if status == 200:
+                body = decode(response.content, response.headers.get("Content-Type", ""), path)
                 if not isinstance(body, dict):
                     raise MalformedResponse(f"{path} answered with JSON that is not an object; is [xapi] base_url an X API?")
                 return body, status
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                body = None
+            if status == 402:
+                raise CreditsDepleted(f"X API credits depleted (HTTP 402: {problem_of(body, status)}); waiting never "
+                                      "clears it: buy credits for the app's account, then rerun")
             if status == 429:
                 if _usage_capped(body):  # first: the cap arrives while the window still has requests left
                     raise UsageCapped(f"X API usage cap reached ({problem_of(body, status)}); wait for the next "
@@ -353,7 +437,11 @@ class XClient:
                 limited += 1
                 if limited > self.max_tries:
                     raise RateLimited(f"{path} still rate limited after {self.max_tries} waits; run later")
-                if self._limits[path][0] > 0:  # the per-second rule or a burst, not a spent window
+                if path not in self._limits:  # no x-rate-limit-* headers: a bounded wait that grows
+                    wait = min(self.backoff_factor * 2 ** (limited - 1), HEADERLESS_WAIT_MAX, self.max_rate_limit_wait)
+                    log.info("X API: 429 on %s without rate-limit headers; waiting %.1fs", path, wait)
+                    self._answered(path, wait)
+                elif self._limits[path][0] > 0:  # the per-second rule or a burst, not a spent window
                     log.info("X API: 429 on %s with requests left in the window; waiting the interval", path)
                     self._answered(path, self.min_interval.get(path) or BURST_WAIT)
                 continue
@@ -369,12 +457,11 @@ class XClient:
             raise XApiError(f"unexpected HTTP {status} from {self.base_url}{path}: {problem_of(body, status)}")
 
     def _note_limits(self, path: str, response: requests.Response) -> None:
+        """The window's state from the headers; an answer without them leaves the path unknown."""
         try:
             remaining = int(response.headers["x-rate-limit-remaining"])
             reset = float(response.headers["x-rate-limit-reset"])
         except (KeyError, ValueError):
-            if response.status_code == 429:
-                # No headers to go by: wait a minute, bounded by max_rate_limit_wait.
-                self._limits[path] = (0, time.time() + 60)
+            self._limits.pop(path, None)
             return
         self._limits[path] = (remaining, reset)
