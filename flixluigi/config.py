@@ -54,7 +54,11 @@ class xapi(luigi.Config):  # noqa: N801
     query = luigi.Parameter(default="#FlixBus", description="search query of every day")
     endpoint = luigi.ChoiceParameter(choices=["recent", "all"], default="all",
                                      description="'recent' (last 7 days, every tier) or 'all' (full archive, Pro and up)")
-    max_results = luigi.IntParameter(default=100, description="tweets per page: 10..100 for recent, 10..500 for all")
+    max_results = luigi.IntParameter(default=0, description="tweets per page: 0 for the most the endpoint allows with the "
+                                     "fields asked (500 for all, 100 for recent or with context_annotations); else 10 up to that")
+    chain_posts = luigi.IntParameter(default=5000, description="consecutive missing days whose stored counts are each "
+                                     "below a page are fetched as one request chain of up to this many expected posts "
+                                     "(5,000: ten full pages); 0 fetches every day alone")
     tweet_fields = luigi.Parameter(default=DEFAULT_TWEET_FIELDS, description="tweet.fields requested")
     user_fields = luigi.Parameter(default=DEFAULT_USER_FIELDS, description="user.fields requested")
     expansions = luigi.Parameter(default=DEFAULT_EXPANSIONS, description="expansions requested")
@@ -134,6 +138,13 @@ SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, noti
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+def page_size() -> int:
+    """[xapi] max_results, or (0) the most the endpoint allows with the fields asked: a backfill waits
+    for requests (300 per 15 minutes on the full archive), so fewer, fuller pages are its wall time."""
+    x = xapi()
+    return x.max_results or search_limits(x.endpoint, x.tweet_fields)[1]
+
+
 def _load(section: type[luigi.Config]) -> luigi.Config:
     try:
         return section()
@@ -156,8 +167,9 @@ def check_settings() -> None:
         (d.tries < 1 or d.retry_delay < 0, f"[days] tries = {d.tries} must be at least 1 and retry_delay not negative"),
         (not x.base_url.startswith(("http://", "https://")), f"[xapi] base_url = {x.base_url!r} must start with http:// or https://"),
         (not x.query.strip(), "[xapi] query is empty; set it to the search query, e.g. #FlixBus"),
-        (not limits[0] <= x.max_results <= limits[1],
-         f"[xapi] max_results = {x.max_results} must be {limits[0]}..{limits[1]} for endpoint = {x.endpoint}{annotated}"),
+        (x.max_results != 0 and not limits[0] <= x.max_results <= limits[1],
+         f"[xapi] max_results = {x.max_results} must be {limits[0]}..{limits[1]} for endpoint = {x.endpoint}{annotated}, "
+         "or 0 for the most allowed"),
         (x.timeout <= 0, f"[xapi] timeout = {x.timeout} must be more than 0 seconds"),
         (x.max_tries < 1 or x.retry_budget < 0 or x.idle_pages < 1 or x.max_rejections < 1,
          f"[xapi] max_tries = {x.max_tries}, idle_pages = {x.idle_pages} and max_rejections = {x.max_rejections} "

@@ -15,7 +15,6 @@ import logging
 import os
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
 
 import luigi
@@ -30,10 +29,12 @@ from flixluigi.store.state import Snapshot, current, layout, snapshot
 from flixluigi.work import (
     Reporter,
     backfill_days,
+    check_backfill_budget,
     counts_current,
     curate_day,
     fetch_counts,
     fetch_day,
+    fetch_days,
     make_client,
     month_days,
     pseudonymizer,
@@ -191,7 +192,8 @@ class DayTask(NeverDisabled, luigi.Task):
         return Storage.from_config()
 
     @classmethod
-    def done_in(cls, state: Snapshot, day: date) -> bool:
+    def done_among(cls, state: Snapshot, days: list[date]) -> list[date]:
+        """The complete ones among `days` in a snapshot."""
         raise NotImplementedError
 
     @classmethod
@@ -199,16 +201,18 @@ class DayTask(NeverDisabled, luigi.Task):
         return True
 
     def complete(self) -> bool:
+        """From the day's own keys only: Luigi asks every required day, one task at a time."""
         return bool(self.completed_of([self.date]))
 
     @classmethod
     def completed_of(cls, days: list[date], skip_unservable: bool = False) -> list[date]:
-        """The complete ones among `days`, from one snapshot. Unknown counts as not done: S3 being down
+        """The complete ones among `days`, from one snapshot (of the day's own keys for a single day).
+        Unknown counts as not done: S3 being down
         or the key missing is then reported by Preflight in one line. With `skip_unservable`, days the
         endpoint cannot serve and that have no stored raw day count as done too (nothing to fetch)."""
         try:
-            state = snapshot(cls.needs_records())
-            done = [day for day in days if cls.done_in(state, day)]
+            state = snapshot(cls.needs_records(), days)
+            done = cls.done_among(state, days)
         except Exception as exc:
             log.warning("%s: cannot tell which days are complete: %s", cls.__name__, first_line(exc))
             return []
@@ -301,15 +305,19 @@ class RawTweets(DayTask):
         return False
 
     @classmethod
-    def done_in(cls, state: Snapshot, day: date) -> bool:
-        return state.raw_complete(day)
+    def done_among(cls, state: Snapshot, days: list[date]) -> list[date]:
+        return [day for day in days if state.raw_complete(day)]
 
     def requires(self) -> list[luigi.Task]:
         counts = [MonthCounts(self.date.replace(day=1))] if _counts_needed() else []
         return [*_gates(api=True), *counts]
 
     def run(self) -> None:
-        with_retries(lambda: fetch_day(self.storage, self.date, self.reporter()), f"RawTweets {self.date}", self.reporter())
+        """With its missing neighbours as one chain (`fetch_days`); a day a neighbour's chain fetched
+        since it was scheduled is complete now, and is not fetched (billed) again."""
+        if not self.complete():
+            with_retries(lambda: fetch_days(self.storage, self.date, self.reporter()), f"RawTweets {self.date}",
+                         self.reporter())
         self.succeeded()
 
 
@@ -317,8 +325,9 @@ class CuratedTweets(DayTask):
     """One row per distinct post of the day's current raw fetch, pseudonymised, in the Delta table."""
 
     @classmethod
-    def done_in(cls, state: Snapshot, day: date) -> bool:
-        return state.curated_complete(day, pseudonymizer().key_id, sharing())
+    def done_among(cls, state: Snapshot, days: list[date]) -> list[date]:
+        key_id, shared = pseudonymizer().key_id, sharing()
+        return [day for day in days if state.curated_complete(day, key_id, shared)]
 
     def requires(self) -> list[luigi.Task]:
         return [*_gates(), RawTweets(self.date)]
@@ -349,31 +358,76 @@ class RangeTask(NeverDisabled, luigi.Task):
         return day_range(self.start, self.end)
 
 
-class Backfill(RangeTask, luigi.WrapperTask):
-    """Every missing day from start to end inclusive; days the endpoint cannot serve are skipped with one line."""
+class DaysWrapper(luigi.WrapperTask):
+    """Curated days asked for as a set, answered from one snapshot read per question: complete when
+    every wanted day is, requiring only the days that are not (as RangeDaily does through
+    `bulk_complete`). Nothing is kept between questions: Luigi's instance cache keeps this object
+    alive across builds of one process, and a later build must see the store as it is then."""
+
+    @property
+    def span(self) -> list[date]:
+        """The days the wrapper may want (what its snapshot lists)."""
+        raise NotImplementedError
+
+    def wanted(self, state: Snapshot, check_budget: bool) -> list[date]:
+        raise NotImplementedError
+
+    def missing(self, state: Snapshot, check_budget: bool = False) -> list[date]:
+        wanted = self.wanted(state, check_budget)
+        done = set(CuratedTweets.done_among(state, wanted))
+        return [day for day in wanted if day not in done]
+
+    def complete(self) -> bool:
+        try:
+            return not self.missing(snapshot(days=self.span))
+        except Exception as exc:
+            log.warning("%s: cannot tell whether it is complete: %s", self, first_line(exc))
+            return False
 
     def requires(self) -> list[CuratedTweets]:
-        return [CuratedTweets(day) for day in self.wanted]
-
-    @cached_property
-    def wanted(self) -> list[date]:
-        """The days to run; refuses, before any fetch, a range whose expected posts exceed the month's budget."""
+        """The incomplete days; every wanted day when the store cannot be read (Preflight then says why)."""
         try:
-            return backfill_days(self.days, f"Backfill {self.start}..{self.end}")
+            days = self.missing(snapshot(days=self.span), check_budget=True)
+        except OverBudget:
+            raise
+        except Exception as exc:
+            log.warning("%s: cannot tell which days are complete: %s", self, first_line(exc))
+            days = self.wanted(Snapshot({}, {}), check_budget=False)
+        return [CuratedTweets(day) for day in days]
+
+
+class Backfill(RangeTask, DaysWrapper):
+    """Every missing day from start to end inclusive; days the endpoint cannot serve are skipped with one line."""
+
+    @property
+    def span(self) -> list[date]:
+        return self.days
+
+    def wanted(self, state: Snapshot, check_budget: bool) -> list[date]:
+        """The days to run; refuses, before any fetch, a range whose expected posts exceed the month's budget."""
+        what = f"Backfill {self.start}..{self.end}"
+        days = backfill_days(state, self.days, what)
+        try:
+            if check_budget:
+                check_backfill_budget(state, days, what)
         except OverBudget as error:
             _report_failure(self, error)
             raise
+        return days
 
 
-class LastWeek(luigi.WrapperTask):
+class LastWeek(DaysWrapper):
     """The last 7 complete UTC days, for a daily cron line; days already complete are skipped."""
 
     days = luigi.IntParameter(default=7, description="how many complete days back from yesterday")
 
-    def requires(self) -> list[CuratedTweets]:
+    @property
+    def span(self) -> list[date]:
         today = datetime.now(UTC).date()
-        days = day_range(today - timedelta(days=self.days), today - timedelta(days=1)) if self.days > 0 else []
-        return [CuratedTweets(day) for day in days]
+        return day_range(today - timedelta(days=self.days), today - timedelta(days=1)) if self.days > 0 else []
+
+    def wanted(self, state: Snapshot, check_budget: bool) -> list[date]:
+        return self.span
 
 
 class Rebuild(DayTask):
@@ -383,7 +437,7 @@ class Rebuild(DayTask):
     since = InstantParameter(description="UTC time the rebuild was asked for; done once a build is newer")
 
     @classmethod
-    def done_in(cls, state: Snapshot, day: date) -> bool:
+    def done_among(cls, state: Snapshot, days: list[date]) -> list[date]:
         raise NotImplementedError("a rebuild is complete by its own time, see complete()")
 
     def complete(self) -> bool:
@@ -442,7 +496,7 @@ class Compliance(RangeTask):
         except Exception as exc:
             log.warning("%s: cannot tell whether it is complete: %s", self, first_line(exc))
             return False
-        state = snapshot(False)
+        state = snapshot(False, self.days)
         after = self.since.replace(tzinfo=UTC).isoformat()
         return all(checked.get(day.isoformat(), {}).get("checked_at", "") >= after for day in self.days
                    if state.raw_complete(day))

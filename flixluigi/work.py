@@ -41,10 +41,10 @@ from flixluigi.errors import (
 from flixluigi.store import rejected
 from flixluigi.store.layout import new_fetch_id
 from flixluigi.store.rawio import compressed, open_raw
-from flixluigi.store.s3 import Storage
-from flixluigi.store.state import Build, Snapshot, curated_record, layout, point, raw_day, snapshot
+from flixluigi.store.s3 import Storage, Upload
+from flixluigi.store.state import Build, Snapshot, curated_record, layout, point, pointer_of, raw_day, snapshot
 from flixluigi.xapi.billing import budget_problem, cost
-from flixluigi.xapi.client import XClient, day_window, reconcile, search_path, servable
+from flixluigi.xapi.client import Window, XClient, day_window, reconcile, search_path, servable
 
 if TYPE_CHECKING:  # deltalake is imported where a day is committed, not by every `luigi` invocation
     from flixluigi.store.lake import CuratedTable
@@ -75,7 +75,7 @@ def page_bounds(expected: int | None) -> tuple[int | None, float | None]:
     if expected is None:
         return None, None
     cfg = config.xapi()
-    pages = math.ceil(max(expected, 1) / cfg.max_results)
+    pages = math.ceil(max(expected, 1) / config.page_size())
     return math.ceil(cfg.page_slack * pages) + 10, cfg.deadline_base + cfg.deadline_per_page * pages
 
 
@@ -135,13 +135,18 @@ def fetch_counts(store: Storage, month: date, report: Reporter) -> dict:
     return stored
 
 
-def expected_posts(store: Storage, day: date) -> int | None:
-    """What the counts endpoint expects for the day, from the month's stored counts (None if unknown)."""
+def _stored_counts(store: Storage, day: date) -> dict[str, int]:
+    """The counts endpoint's posts per day of the day's month, as stored ({} if none are, or of another query)."""
     key = layout().counts_key(day)
     if not store.exists(key):
-        return None
+        return {}
     stored = store.get_json(key)
-    return stored["days"].get(day.isoformat()) if counts_current(stored) else None
+    return stored["days"] if counts_current(stored) else {}
+
+
+def expected_posts(store: Storage, day: date) -> int | None:
+    """What the counts endpoint expects for the day, from the month's stored counts (None if unknown)."""
+    return _stored_counts(store, day).get(day.isoformat())
 
 
 def _check_budget(client: XClient, day: date, expected: int | None) -> None:
@@ -182,37 +187,27 @@ def fetch_day(store: Storage, day: date, report: Reporter, force: bool = False) 
         with store.upload(key) as sink, compressed(sink, codec) as raw:
             # Every page is validated before it is written; a refused one leaves nothing published.
             for page in client.search(cfg.query, day_window(day, cfg.endpoint), endpoint=cfg.endpoint,
-                                      max_results=cfg.max_results, fields=fields, max_pages=max_pages):
+                                      max_results=config.page_size(), fields=fields, max_pages=max_pages):
                 raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
                 sent.append(page.request)
                 report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
             # Inside the upload's `with`: a day refused here publishes nothing.
-            warning = _reconcile(client, day, expected, report)
+            warning = _reconcile(client.stats.tweets, day, expected, report)
             warnings = [warning] if warning else []
             if client.stats.tweets == 0:
                 warnings.append(_empty_day(day, report))
     except (MalformedResponse, FetchDeadline) as exc:
-        rejected.keep(store, where, day, fetch_id, {
-            "date": day.isoformat(), "fetch": fetch_id, "error": first_line(exc), "rejected_at": datetime.now(UTC).isoformat(),
-            **_billing(client), "api_version": client.api_version, "pages": sent, "rejected_page": getattr(exc, "page", None)})
+        _keep_rejected(store, day, fetch_id, client, exc, sent)
         raise
     stats = client.stats
     before = [store.get_json(k) for k in refused]  # billed too: the day's cost counts them
     if stats.rate_limit_wait_seconds > cfg.long_wait_warning:
         warnings.append(report.warn(f"{day}: waited {stats.rate_limit_wait_seconds:.0f}s for rate limits "
                                     f"({stats.rate_limit_waits} waits); other jobs may share the app's budget"))
-    pointer = {
-        "date": day.isoformat(), "fetch": fetch_id, "object": key, "etag": sink.etag, "size": sink.size,
-        "api_version": client.api_version,
-        "query": cfg.query, "endpoint": cfg.endpoint, "pages": stats.pages, "tweets": stats.tweets,
-        "expected_tweets": expected, "posts_read": stats.posts_read, "requests": dict(stats.requests),
-        "cost": round(_billing(client)["cost"] + sum(r.get("cost", 0) for r in before), 4),
-        "rejected_fetches": [r.get("fetch") for r in before], "rejected_cost": round(sum(r.get("cost", 0) for r in before), 4),
-        "partial_errors": stats.partial_errors, "retries": stats.retries, "throttled": stats.throttled,
-        "rate_limit_waits": stats.rate_limit_waits, "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
-        "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
-        "produced_at": datetime.now(UTC).isoformat(), "warnings": warnings,
-    }
+    rejected_cost = round(sum(r.get("cost", 0) for r in before), 4)
+    pointer = _pointer(day, fetch_id, key, sink, client, expected, started, warnings, pages=stats.pages, tweets=stats.tweets,
+                       posts_read=stats.posts_read, requests=dict(stats.requests), extra_cost=rejected_cost,
+                       rejected_fetches=[r.get("fetch") for r in before], rejected_cost=rejected_cost)
     point(store, day, fetch_id, pointer)
     report.progress(f"done: {stats.pages} pages, {stats.tweets} tweets", 100)
     return pointer
@@ -226,6 +221,148 @@ def _billing(client: XClient) -> dict:
             "cost": round(cost(stats.posts_read, count_requests, cfg.price_per_post, cfg.price_per_count_request), 4)}
 
 
+def _keep_rejected(store: Storage, day: date, fetch_id: str, client: XClient, exc: Exception, sent: list[dict]) -> None:
+    """A refused fetch kept for inspection outside the raw prefix (`store.rejected`), with what it cost."""
+    rejected.keep(store, layout(), day, fetch_id, {
+        "date": day.isoformat(), "fetch": fetch_id, "error": first_line(exc), "rejected_at": datetime.now(UTC).isoformat(),
+        **_billing(client), "api_version": client.api_version, "pages": sent, "rejected_page": getattr(exc, "page", None)})
+
+
+def _pointer(day: date, fetch_id: str, key: str, sink: Upload, client: XClient, expected: int | None, started: float,
+             warnings: list[str], *, pages: int, tweets: int, posts_read: int, requests: dict[str, int],
+             extra_cost: float = 0.0, **details: object) -> dict:
+    """What makes a stored fetch the day's current one, and what it cost (with `extra_cost`: the
+    day's rejected fetches since its last good one, billed too)."""
+    cfg, stats = config.xapi(), client.stats
+    count_requests = sum(n for path, n in requests.items() if "/counts/" in path)
+    return {
+        "date": day.isoformat(), "fetch": fetch_id, "object": key, "etag": sink.etag, "size": sink.size,
+        "api_version": client.api_version,
+        "query": cfg.query, "endpoint": cfg.endpoint, "pages": pages, "tweets": tweets,
+        "expected_tweets": expected, "posts_read": posts_read, "requests": requests,
+        "cost": round(cost(posts_read, count_requests, cfg.price_per_post, cfg.price_per_count_request) + extra_cost, 4),
+        "partial_errors": stats.partial_errors, "retries": stats.retries, "throttled": stats.throttled,
+        "rate_limit_waits": stats.rate_limit_waits, "rate_limit_wait_seconds": round(stats.rate_limit_wait_seconds, 3),
+        "duration_seconds": round(time.monotonic() - started, 3), "client_version": __version__,
+        "produced_at": datetime.now(UTC).isoformat(), "warnings": warnings, **details,
+    }
+
+
+def chain_days(store: Storage, day: date) -> list[date]:
+    """The days one request chain fetches for `day`: the day and its consecutive neighbours of the
+    month (later ones first, then earlier) whose stored counts are above 0 and below a full page and
+    that have no raw fetch stored (a stored day is never fetched again: it would be billed again),
+    while the chain's expected posts stay within [xapi] chain_posts. Both ways, so whichever day of a
+    run goes first fetches the run's days. Alone when the counts are unknown, the day fills a page,
+    or chains are off.
+
+    The trade-off: every request chain costs at least one request, so days of 50 posts cost 1 request
+    each alone, and 1 per 10 days in a chain; the 1.1x-of-ideal target needs chains of ten full pages
+    or more (~100 small days a chain), and a chain never leaves its month (its counts are the month's)."""
+    cfg, size = config.xapi(), config.page_size()
+    counts = _stored_counts(store, day)
+    total = counts.get(day.isoformat(), 0)
+    if cfg.chain_posts <= 0 or not 0 < total < size:
+        return [day]
+    month = month_of(day)
+    state = Snapshot.read(store, layout(), curated=False, span=(month[0], month[-1]))
+    chain = [day]
+    for side in ([other for other in month if other > day], [other for other in reversed(month) if other < day]):
+        for other in side:
+            posts = counts.get(other.isoformat(), 0)
+            if (not 0 < posts < size or total + posts > cfg.chain_posts or state.raw_complete(other)
+                    or servable(other, cfg.endpoint)):
+                break
+            chain.append(other)
+            total += posts
+    return sorted(chain)
+
+
+def fetch_days(store: Storage, day: date, report: Reporter) -> dict:
+    """The day's fetch: with its missing low-volume neighbours as one request chain when the month's
+    stored counts allow (`chain_days`), else alone. Returns the day's pointer."""
+    days = chain_days(store, day)
+    return fetch_chain(store, days, report) if len(days) > 1 else fetch_day(store, day, report)
+
+
+def fetch_chain(store: Storage, days: list[date], report: Reporter) -> dict:
+    """Consecutive days as one request chain over their whole window, each written as its own fetch
+    and pointer. A page is kept verbatim in the fetch of every day it holds posts of, its
+    `__flixluigi` naming the chain and the posts that are the day's. Pages come newest first: once a
+    post older than a day has arrived, that day is whole. If the chain breaks, the days it covered
+    whole are written and the error is raised for the first day; the rest stay missing and fetch
+    as their own chain when their task runs. Returns the first day's pointer."""
+    cfg, where, codec = config.xapi(), layout(), config.storage().raw_codec
+    first, last = days[0], days[-1]
+    window = Window(day_window(first, cfg.endpoint).start, day_window(last, cfg.endpoint).end)
+    counts = _stored_counts(store, first)
+    expected = {day: counts.get(day.isoformat()) for day in days}
+    max_pages, deadline = page_bounds(sum(n or 0 for n in expected.values()))
+    client = make_client(on_status=report.progress, deadline=deadline)
+    _check_budget(client, first, sum(n or 0 for n in expected.values()))
+    started = time.monotonic()
+    fields = {"tweet.fields": cfg.tweet_fields, "user.fields": cfg.user_fields, "expansions": cfg.expansions}
+    chain = {"first": first.isoformat(), "last": last.isoformat(), "days": len(days)}
+    lines: dict[date, list[bytes]] = {day: [] for day in days}
+    posts: dict[date, set[str]] = {day: set() for day in days}
+    whole: set[date] = set()
+
+    def write(day: date) -> dict:
+        fetch_id = new_fetch_id()
+        key = where.fetch_key(day, fetch_id, codec)
+        with store.upload(key) as sink, compressed(sink, codec) as raw:
+            for line in lines[day]:
+                raw.write(line)
+            warning = _reconcile(len(posts[day]), day, expected[day], report)
+            warnings = [warning] if warning else []
+            if not posts[day]:
+                warnings.append(_empty_day(day, report))
+        pointer = _pointer(day, fetch_id, key, sink, client, expected[day], started, warnings, pages=len(lines[day]),
+                           tweets=len(posts[day]), posts_read=len(posts[day]),
+                           requests=dict(client.stats.requests) if day == first else {}, chain=chain)
+        point(store, day, fetch_id, pointer)
+        return pointer
+
+    def publish(days_whole: list[date]) -> tuple[dict[date, dict], dict[date, Exception]]:
+        """Each whole day written (its pointer); a day refused (a count mismatch, an empty day) fails alone."""
+        written, refused = {}, {}
+        for day in days_whole:
+            try:
+                written[day] = write(day)
+            except Exception as exc:
+                refused[day] = exc
+        return written, refused
+
+    try:
+        for page in client.search(cfg.query, window, endpoint=cfg.endpoint, max_results=config.page_size(), fields=fields,
+                                  max_pages=max_pages):
+            by_day: dict[date, list[str]] = {}
+            for post in page.body.get("data", ()):
+                by_day.setdefault(date.fromisoformat(post["created_at"][:10]), []).append(post["id"])
+            if whole & by_day.keys():
+                raise MalformedResponse(f"search returned posts of {min(whole & by_day.keys())} after older ones: the "
+                                        "pages are not newest first; set [xapi] chain_posts = 0 to fetch each day alone")
+            for day, ids in by_day.items():
+                posts[day].update(ids)
+                lines[day].append(orjson.dumps({**page.body, "__flixluigi": {**page.request, "chain": {**chain, "posts": ids}}})
+                                  + b"\n")
+            if by_day:
+                whole = {day for day in days if day > min(by_day) or day in whole}
+            report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets of {len(days)} days fetched")
+    except Exception as exc:
+        if isinstance(exc, (MalformedResponse, FetchDeadline)):
+            _keep_rejected(store, first, new_fetch_id(), client, exc, [])
+        publish(sorted(whole))
+        log.warning("chain %s..%s broke after %d pages (%s); %d whole day(s) written, the rest fail and fetch on their own",
+                    first, last, client.stats.pages, type(exc).__name__, len(whole))
+        raise
+    written, refused = publish(days)
+    if first in refused:
+        raise refused[first]
+    report.progress(f"done: {client.stats.pages} pages, {client.stats.tweets} tweets of {len(days)} days", 100)
+    return written[first]
+
+
 def _empty_day(day: date, report: Reporter) -> str:
     cfg = config.xapi()
     if cfg.empty_day == "fail":
@@ -234,14 +371,14 @@ def _empty_day(day: date, report: Reporter) -> str:
     return report.warn(f"{day}: no tweet for {cfg.query!r}; published an empty day ([xapi] empty_day = warn)")
 
 
-def _reconcile(client: XClient, day: date, expected: int | None, report: Reporter) -> str | None:
+def _reconcile(fetched: int, day: date, expected: int | None, report: Reporter) -> str | None:
     """Compare the fetch with the month's stored counts: a warning, or a refusal with reconcile = fail."""
     cfg = config.xapi()
     if cfg.reconcile == "off":
         return None
     if expected is None:
         return report.warn(f"{day}: no stored counts of the month, day not reconciled")
-    mismatch = reconcile(expected, client.stats.tweets, cfg.count_tolerance)
+    mismatch = reconcile(expected, fetched, cfg.count_tolerance)
     if mismatch and cfg.reconcile == "fail":
         raise XApiError(f"{day}: {mismatch} (or set [xapi] reconcile = warn)")
     return report.warn(mismatch) if mismatch else None
@@ -267,8 +404,9 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     curators: list[Curator] = []
     builds: list[Build] = []
 
-    def gated(key: str, build: Build) -> Iterator[pa.RecordBatch]:
-        curator = Curator(day, pseudonymize, build_id=build.id, sharing=_sharing_options(), query=config.xapi().query)
+    def gated(key: str, build: Build, chained: bool) -> Iterator[pa.RecordBatch]:
+        curator = Curator(day, pseudonymize, build_id=build.id, sharing=_sharing_options(), query=config.xapi().query,
+                          chained=chained)
         curators.append(curator)
         with store.errors_explained(), open_raw(store, key) as raw:  # every identity of the day, first
             curator.learn(raw)
@@ -279,7 +417,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
                 yield batch
 
     def done() -> bool:
-        return not force and Snapshot.read(store, where).curated_complete(day, pseudonymize.key_id, sharing())
+        return not force and Snapshot.read_day(store, where, day).curated_complete(day, pseudonymize.key_id, sharing())
 
     def commit() -> int:
         # Read on every try: a writer that lost to a restore or a refetch builds from the fetch now current.
@@ -288,7 +426,8 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
             raise NoRawDay(f"{day}: no raw fetch of the day is stored; run RawTweets --date {day} "
                            f"(or Reprocess --start {day} --refetch)")
         builds.append(Build(stored.current, pseudonymize.key_id, SCHEMA_VERSION, sharing()))
-        return table.write_day(day, SCHEMA, gated(stored.fetches[stored.current]["Key"], builds[-1]),
+        chained = "chain" in (pointer_of(store, stored) or {})
+        return table.write_day(day, SCHEMA, gated(stored.fetches[stored.current]["Key"], builds[-1], chained),
                                {**builds[-1].as_metadata(), "flixluigi.client_version": __version__})
 
     from flixluigi.store.lake import retrying_conflicts
@@ -305,30 +444,33 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     return record
 
 
-def backfill_days(days: list[date], what: str) -> list[date]:
+def backfill_days(state: Snapshot, days: list[date], what: str) -> list[date]:
     """The days a backfill runs: those the endpoint can serve or that have a stored raw day (the
-    rest are skipped in one line). Refuses, before any fetch, a range whose expected posts exceed
-    the month's budget."""
-    state, endpoint = snapshot(False), config.xapi().endpoint
+    rest are skipped in one line)."""
+    endpoint = config.xapi().endpoint
     wanted, skipped = [], []
     for day in days:
         (skipped if not state.raw_complete(day) and servable(day, endpoint) else wanted).append(day)
     if skipped:
-        log.warning("Backfill: skipping %d day(s) from %s to %s: %s", len(skipped), min(skipped), max(skipped),
+        log.warning("%s: skipping %d day(s) from %s to %s: %s", what.split()[0], len(skipped), min(skipped), max(skipped),
                     servable(skipped[0], endpoint))
-    to_fetch = [day for day in wanted if not state.raw_complete(day)]
+    return wanted
+
+
+def check_backfill_budget(state: Snapshot, days: list[date], what: str) -> None:
+    """Refuses, before any fetch, days whose expected posts exceed the month's budget."""
+    to_fetch = [day for day in days if not state.raw_complete(day)]
     if to_fetch and config.xapi().monthly_post_budget > 0:
         cfg, client = config.xapi(), make_client()
         expected = sum(client.daily_counts(cfg.query, min(to_fetch), max(to_fetch), endpoint=cfg.endpoint).values())
         problem = budget_problem(expected, client.usage(), cfg.monthly_post_budget)
         if problem:
             raise OverBudget(f"{what}: {problem}")
-    return wanted
 
 
 def reprocess_plan(days: list[date], refetch: bool) -> list[str]:
     """What a Reprocess would do to each day, one line a day (its dry run)."""
-    state = snapshot(False)
+    state = snapshot(False, days)
     return [f"dry run: {day}: " + ("re-fetch from the API, then rebuild" if refetch else
                                     f"rebuild from raw fetch {state.raw[day].current}" if state.raw_complete(day) else
                                     "NO RAW DAY: would fail (use --refetch)") for day in days]

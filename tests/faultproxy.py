@@ -77,6 +77,8 @@ class Seen:
     action: str  # "forward" or the rule's action
     status: int | None  # the store's answer; None when it never got the request
     headers: dict[str, str]
+    query: str = ""  # the request's query string (a listing's prefix is there)
+    size: int = 0  # bytes of the store's answer body, for counting what a command reads
 
 
 class FaultProxy(ThreadingHTTPServer):
@@ -140,6 +142,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def setup(self) -> None:
+        """Headers and body leave in separate writes: without TCP_NODELAY each answer on a kept-alive
+        connection waits out the client's delayed ACK (~40 ms), which would swamp what is measured."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def __getattr__(self, name: str) -> object:
         """`do_GET`, `do_PUT`, ...: every method is relayed the same way."""
         if name.startswith("do_"):
@@ -192,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, reason, answer_headers, answer = self.forward(body)
             self.server.record(Seen(self.command, key, "truncate" if action == "truncate" else "hold" if rule else "forward",
-                                    status, headers))
+                                    status, headers, unquote(urlsplit(self.path).query), len(answer)))
             if action == "truncate":
                 self.answer(status, answer_headers, answer[: len(answer) // 2], declared=len(answer), reason=reason)
                 self.close_connection = True

@@ -244,7 +244,8 @@ def test_a_failed_reprocess_leaves_the_previous_version_current(pipeline, failur
 @pytest.mark.parametrize("action", ["truncate", "reset"])
 def test_a_raw_download_cut_short_is_retried_and_the_day_completes(pipeline, action):
     """The raw fetch's GET is cut off mid-body (the day's try fails with a transient error and is
-    retried) or reset before any answer (botocore retries the request)."""
+    retried) or reset before any answer (botocore retries the request). Curation reads the fetch
+    twice: the day's identities first, then its rows."""
     endpoint = pipeline.seaweed.endpoint
     assert build(RawTweets(DAY)).status == LuigiStatusCode.SUCCESS
     with FaultProxy(endpoint) as proxy:
@@ -254,7 +255,7 @@ def test_a_raw_download_cut_short_is_retried_and_the_day_completes(pipeline, act
         downloads = proxy.requests("GET", rf"/date={DAY}/fetch=")
     pipeline.set("s3", "endpoint_url", endpoint)
     assert result.status == LuigiStatusCode.SUCCESS, result.summary_text
-    assert cut.acted == 1 and [d.action for d in downloads] == [action, "forward"]
+    assert cut.acted == 1 and [d.action for d in downloads] == [action, "forward", "forward"]
     assert verify(DAY, DAY) == []
     assert_as_undisturbed(pipeline, [DAY])
 

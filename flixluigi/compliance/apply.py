@@ -78,7 +78,7 @@ def comply(start: date, end: date, report: Reporter) -> dict:
     cfg, xcfg = config.compliance(), config.xapi()
     store, where, table = Storage.from_config(), layout(), CuratedTable.from_config()
     key = pseudonymizer()
-    snapshot = Snapshot.read(store, where, curated=False)
+    snapshot = Snapshot.read(store, where, curated=False, span=(start, end))
     days = [day for day in day_range(start, end) if snapshot.raw_complete(day)]
     ids = {day: _day_ids(store, snapshot.raw[day]) for day in days}
     client = ComplianceClient(xcfg.base_url, os.environ.get(xcfg.token_env, ""), poll_interval=cfg.poll_interval,

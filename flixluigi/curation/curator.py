@@ -39,6 +39,7 @@ class CurateStats:
     rows: int = 0
     duplicates: int = 0
     superseded: int = 0  # older versions of edited posts left out for the chain's newest
+    other_days: int = 0  # posts of a request chain's other days on this day's pages
     partial_errors: int = 0
     # What the privacy gate needs: the rule over the day's raw identities so far, and what the day shares.
     matcher: Matcher = field(default_factory=lambda: Matcher(Identities()), repr=False)
@@ -191,9 +192,11 @@ class Curator:
     """
 
     def __init__(self, day: date, pseudonymize: Pseudonymizer, processed_at: datetime | None = None, build_id: str = "", *,
-                 sharing: SharingOptions = KEEP_ALL, query: str = DEFAULT_QUERY):
-        """`query` is the day's search query: its words are never scrubbed as bare usernames."""
+                 sharing: SharingOptions = KEEP_ALL, query: str = DEFAULT_QUERY, chained: bool = False):
+        """`query` is the day's search query: its words are never scrubbed as bare usernames. `chained`:
+        the day was fetched in a chain with its neighbours, whose posts its pages may hold too."""
         self.day = day
+        self.chained = chained
         self.build_id = build_id
         self.pseudo = pseudonymize
         self.processed_at = processed_at or datetime.now(UTC)
@@ -250,7 +253,9 @@ class Curator:
         users_lists = pc.struct_field(pages.column("includes"), "users")
         users = users_lists.flatten()
         authors = users.take(_author_rows(tweets, pc.list_parent_indices(data), users, pc.list_parent_indices(users_lists)))
-        created = self._inside_day(tweets, data, first_page)
+        created, inside = self._inside_day(tweets, data, first_page)
+        if inside is not None:
+            tweets, authors, created = tweets.filter(inside), authors.filter(inside), created.filter(inside)
         keep = self._first_seen(pc.struct_field(tweets, "id"))
         if keep is not None:
             tweets, authors, created = tweets.filter(keep), authors.filter(keep), created.filter(keep)
@@ -320,7 +325,8 @@ class Curator:
         for ids in (pairs["id"], pc.struct_field(tweets, "author_id"), pc.struct_field(tweets, "in_reply_to_user_id")):
             known.add_ids(pc.unique(ids).to_pylist())
 
-    def _inside_day(self, tweets: pa.StructArray, data: pa.ListArray, first_page: int) -> pa.Array:
+    def _inside_day(self, tweets: pa.StructArray, data: pa.ListArray, first_page: int) -> tuple[pa.Array, pa.Array | None]:
+        """The posts' times, and which are the day's when a chained fetch's pages hold other days' too."""
         ids, stamps = pc.struct_field(tweets, "id"), pc.struct_field(tweets, "created_at")
         if ids.null_count:
             first = pc.index(pc.is_null(ids), True).as_py()
@@ -332,11 +338,14 @@ class Curator:
             created = pa.array([None] * len(stamps), TIMESTAMP)
         lo, hi = pa.scalar(self._lo, TIMESTAMP), pa.scalar(self._lo + timedelta(days=1), TIMESTAMP)
         outside = pc.fill_null(pc.or_(pc.less(created, lo), pc.greater_equal(created, hi)), True)
+        if self.chained and pc.any(outside).as_py() and not created.null_count:
+            self.stats.other_days += pc.sum(outside).as_py()  # a chain's page: its other days' posts are theirs
+            return created, pc.invert(outside)
         if pc.any(outside).as_py():
             first = pc.index(outside, True).as_py()
             raise QualityError(f"tweet {ids[first]} created at {stamps[first]} is outside {self.day}; "
                                "the raw day holds another day's tweets: re-fetch it")
-        return created
+        return created, None
 
     def _first_seen(self, ids: pa.Array) -> pa.Array | None:
         """Mask of ids not seen before in the day, or None when all are new."""

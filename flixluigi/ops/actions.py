@@ -17,7 +17,7 @@ from flixluigi.store import rejected
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.layout import LEGACY_FETCH_SUFFIX, LEGACY_RAW_RE, Layout, RawDay, new_fetch_id, parse_stamp
 from flixluigi.store.s3 import Storage
-from flixluigi.store.state import curated_record, layout, point, raw_day
+from flixluigi.store.state import curated_record, day_versions, layout, point, raw_day
 from flixluigi.work import Reporter, curate_day, pseudonymizer
 
 
@@ -25,7 +25,7 @@ def restore(day: date, version: int) -> str:
     """Make a version of one day current again as a new commit, and point the raw day back at the
     fetch it was built from, so the next run does not rebuild over it."""
     store, where, table = Storage.from_config(), layout(), CuratedTable.from_config()
-    versions = {v.version: v for v in table.day_versions(day)}
+    versions = {v.version: v for v in day_versions(store, where, day)}
     if version not in versions:
         raise ValueError(f"version {version} did not write {day}; `flixluigi history --date {day}` lists the versions")
     meta = versions[version].metadata
@@ -51,10 +51,17 @@ def restore(day: date, version: int) -> str:
 
 def vacuum(apply: bool) -> list[str]:
     """Table files, raw fetches superseded and rejected fetches made more than [storage]
-    keep_versions_days ago, never files younger than [storage] min_file_age_hours. A dry run unless `apply`."""
+    keep_versions_days ago, never files younger than [storage] min_file_age_hours; and multipart
+    uploads begun before that grace and never completed (a killed writer's), which readers never see
+    but S3 stores and bills. A dry run unless `apply`."""
     cfg = config.storage()
     hours = max(cfg.keep_versions_days * 24, cfg.min_file_age_hours)
     store, where, table = Storage.from_config(), layout(), CuratedTable.from_config()
+    grace = datetime.now(UTC) - timedelta(hours=cfg.min_file_age_hours)
+    uploads = [upload for prefix in (where.raw + "/", where.curated + "/") for upload in store.unfinished_uploads(prefix, grace)]
+    if apply:
+        for key, upload_id in uploads:
+            store.abort_upload(key, upload_id)
     files = table.vacuum(hours, dry_run=not apply, full=True)
     cutoff = datetime.now(UTC) - timedelta(hours=hours)
     doomed: list[str] = []
@@ -68,7 +75,8 @@ def vacuum(apply: bool) -> list[str]:
     if apply:  # compliance purges due now win over the retention of versions
         doomed += purge(store, where, table, load_state(store, where), config.compliance().purge_after_hours)
     verb = "deleted" if apply else "would delete"
-    return [f"{verb} {store.url(key)}" for key in doomed] + [f"{verb} {name}" for name in files]
+    aborted = [f"{'aborted' if apply else 'would abort'} the unfinished upload of {store.url(key)}" for key, _ in uploads]
+    return aborted + [f"{verb} {store.url(key)}" for key in doomed] + [f"{verb} {name}" for name in files]
 
 
 def _superseded_at(stored: RawDay, fetch_id: str) -> datetime:

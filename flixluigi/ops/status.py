@@ -17,7 +17,7 @@ from flixluigi.store.lake import CuratedTable
 from flixluigi.store.layout import Layout
 from flixluigi.store.rawio import open_raw
 from flixluigi.store.s3 import Storage
-from flixluigi.store.state import Snapshot, layout, pointer_of, record_of
+from flixluigi.store.state import Snapshot, day_versions, layout, pointer_of, record_of
 from flixluigi.work import make_client, pseudonymizer, sharing
 from flixluigi.xapi.billing import estimate as cost_estimate
 from flixluigi.xapi.client import servable
@@ -38,7 +38,7 @@ def status(start: date, end: date) -> list[DayStatus]:
     the pointer and record of each day shown."""
     days = day_range(start, end)
     store, where = Storage.from_config(), layout()
-    state = Snapshot.read(store, where)
+    state = Snapshot.read(store, where, span=(start, end))
     failures = Layout.failures(list(store.list_keys(where.failures_prefix())))
     try:
         key_id = pseudonymizer().key_id
@@ -94,9 +94,8 @@ def estimate(start: date, end: date) -> list[str]:
 
 def history(day: date) -> list[str]:
     """Every version of a day still in the table's log: when, from which raw fetch, key id, rows."""
-    table = CuratedTable.from_config()
     lines = []
-    for version in table.day_versions(day):
+    for version in day_versions(Storage.from_config(), layout(), day):
         meta = version.metadata
         when = datetime.fromtimestamp(version.timestamp / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if version.timestamp else "?"
         rows = "?" if version.rows is None else version.rows
@@ -108,10 +107,14 @@ def history(day: date) -> list[str]:
 
 
 def _raw_ids(store: Storage, key: str) -> set[str]:
+    """The ids of the day's posts in a raw fetch (of a chained fetch's pages, those its `__flixluigi` names the day's)."""
     ids: set[str] = set()
     with open_raw(store, key) as raw:
         for line in raw:
-            ids.update(t["id"] for t in orjson.loads(line).get("data", ()) if isinstance(t, dict) and "id" in t)
+            page = orjson.loads(line)
+            chain = page.get("__flixluigi", {}).get("chain")
+            ids.update(t["id"] for t in page.get("data", ()) if isinstance(t, dict) and "id" in t
+                       and (chain is None or t["id"] in chain["posts"]))
     return ids
 
 
@@ -124,9 +127,10 @@ def verify(start: date, end: date) -> list[str]:
     what a rule removed (collapsed edits, compliance removals: the record counts them); no table
     file that no version references is older than the grace period ([storage] min_file_age_hours)."""
     days = day_range(start, end)
-    store, where, table = Storage.from_config(), layout(), CuratedTable.from_config()
-    state = Snapshot.read(store, where)
-    held = table.day_builds()
+    store, where, lake = Storage.from_config(), layout(), CuratedTable.from_config()
+    state = Snapshot.read(store, where, span=(start, end))
+    table = lake.open()  # once: every check below reads this one state of the table
+    held, files = lake.day_builds(table), lake.day_files(table, start, end)
     key_id = pseudonymizer().key_id
     problems = []
     for day in days:
@@ -149,14 +153,14 @@ def verify(start: date, end: date) -> list[str]:
             problems.append(f"{day}: the table holds build(s) {sorted(builds) or 'none'} but the newest record names "
                             f"{record[1]}; run Reprocess --start {day}")
             continue
-        ids = table.day_rows(day, columns=["tweet_id"]).column("tweet_id").to_pylist() if builds else []
+        ids = lake.rows_of(files[day], ["tweet_id"]).column("tweet_id").to_pylist() if builds else []
         raw_ids = _raw_ids(store, stored.fetches[stored.current]["Key"])
         removed = details.get("removed_by_rule", 0)
         if not set(ids) <= raw_ids or len(set(ids)) != len(ids) or len(ids) + removed != len(raw_ids):
             problems.append(f"{day}: curated rows ({len(ids)}, {len(set(ids))} distinct) disagree with the raw fetch "
                             f"({len(raw_ids)} distinct posts, {removed} removed by rule)")
     grace = config.storage().min_file_age_hours
-    problems += [f"table file that no version references, older than {grace}h: {name}" for name in table.orphans(grace)]
+    problems += [f"table file that no version references, older than {grace}h: {name}" for name in lake.orphans(grace, table)]
     return problems
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import date
 
 import pyarrow as pa
@@ -33,15 +32,17 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from flixluigi import config
 from flixluigi.errors import CommitConflict, StorageError
 from flixluigi.store import s3
+from flixluigi.store.state import DAY_KEY
 
 STATS_COLUMNS = "date,build_id,created_at"
-TABLE_CONFIGURATION = {
-    # Statistics hold no content: no text, location, id prefix or pseudonym in the log.
-    "delta.dataSkippingStatsColumns": STATS_COLUMNS,
-    # A checkpoint every 10 commits keeps opening the table to a handful of requests.
-    "delta.checkpointInterval": "10",
-}
-DAY_KEY = "flixluigi.day"
+# Every commit opens the table: the latest checkpoint (C, every live file's add action: 130 KB at
+# 1,000 days, ~130 B a day) plus the JSON entries since (j, 1.2 KB each); every k-th commit writes
+# a checkpoint. Per commit that is C + j(k-1)/2 read and j + C/k written, least at k = sqrt(2C/j):
+# 25 at 3,000 days, 33 at 5,000 (measured with deltalake 1.6.6, benchmarks/checkpoint.py). At 30
+# instead of 10 a 3,000-day backfill writes ~20 MB of checkpoints instead of ~58 MB, and a commit
+# reads ~8 more small entries (fetched concurrently) beside the checkpoint, which it reads anyway.
+CHECKPOINT_INTERVAL = 30
+LOG_RETENTION_DAYS = 30  # Delta's default: `history` of a month, even when vacuum keeps fewer versions
 log = logging.getLogger("luigi-interface")
 # The Rust writer keeps a file's bytes and its open row group in memory until they are full: its
 # defaults (1M-row row groups, ~100 MB files) held most of a large day at once. Smaller ones bound
@@ -51,6 +52,18 @@ log = logging.getLogger("luigi-interface")
 ROW_GROUP_ROWS = 16_384
 TARGET_FILE_BYTES = 4 << 20
 WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="ZSTD")
+
+
+def table_configuration() -> dict[str, str]:
+    """The table's properties, set at creation and by a commit on a table that has others."""
+    return {
+        # Statistics hold no content: no text, location, id prefix or pseudonym in the log.
+        "delta.dataSkippingStatsColumns": STATS_COLUMNS,
+        "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
+        # History, restore and time travel read the log: it keeps at least the versions vacuum keeps,
+        # and never less than Delta's default month.
+        "delta.logRetentionDuration": f"interval {max(config.storage().keep_versions_days, LOG_RETENTION_DAYS)} days",
+    }
 
 
 def storage_options() -> dict[str, str]:
@@ -69,16 +82,6 @@ def storage_options() -> dict[str, str]:
     if conditional:
         options["conditional_put"] = conditional
     return options
-
-
-@dataclass(frozen=True)
-class Version:
-    """One commit of the table that wrote a day."""
-
-    version: int
-    timestamp: int | None
-    rows: int | None
-    metadata: dict
 
 
 class CuratedTable:
@@ -123,9 +126,7 @@ class CuratedTable:
             return builds
         columns = actions.select(["partition.date", "min.build_id", "max.build_id"]).to_pylist()
         for row in columns:
-            day = row["partition.date"]
-            day = day if isinstance(day, date) else date.fromisoformat(str(day))
-            builds.setdefault(day, set()).update({row["min.build_id"], row["max.build_id"]})
+            builds.setdefault(_as_date(row["partition.date"]), set()).update({row["min.build_id"], row["max.build_id"]})
         return builds
 
     def write_day(self, day: date, schema: pa.Schema, batches: Iterable[pa.RecordBatch], metadata: dict[str, str]) -> int:
@@ -143,12 +144,13 @@ class CuratedTable:
                 failure.append(exc)
                 raise
 
-        existing = self.open()
+        existing = self._existing()
         # The first writer creates the table with its day. It must not let delta-rs retry that commit:
         # two first writers both saw no table, and the loser's retry would add its day's files beside
         # the winner's instead of replacing them. Refused, it raises CommitConflict, and the caller
         # re-reads the table it now finds and writes the day into it as a predicate overwrite.
         retries = None if existing is not None else 0
+        commit = {DAY_KEY: day.isoformat(), **metadata}
         try:
             write_deltalake(
                 existing if existing is not None else self.uri,
@@ -156,9 +158,8 @@ class CuratedTable:
                 mode="overwrite", predicate=f"date = '{day.isoformat()}'", partition_by=["date"], schema_mode="merge",
                 target_file_size=TARGET_FILE_BYTES, writer_properties=WRITER,
                 storage_options=None if existing is not None else self.options,
-                configuration=None if existing is not None else TABLE_CONFIGURATION,
-                commit_properties=CommitProperties(custom_metadata={DAY_KEY: day.isoformat(), **metadata},
-                                                   max_commit_retries=retries),
+                configuration=None if existing is not None else table_configuration(),
+                commit_properties=CommitProperties(custom_metadata=commit, max_commit_retries=retries),
                 post_commithook_properties=PostCommitHookProperties(create_checkpoint=True),
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
@@ -167,23 +168,35 @@ class CuratedTable:
             raise self.fail(exc) from None
         if failure:
             raise failure[0]
-        table = self.open()
-        assert table is not None
-        return table.version()
+        if existing is not None:
+            # The handle is at its own commit's version, even when another writer committed in between.
+            return existing.version()
+        return self._first_commit(commit)
 
-    def day_versions(self, day: date) -> list[Version]:
-        """Every commit still in the log that wrote the day, newest first (the log keeps commit
-        information for `delta.logRetentionDuration`, 30 days by default)."""
+    def _existing(self) -> DeltaTable | None:
+        """The latest table (None before its first commit), given the properties `table_configuration`
+        names now, by a commit of its own, if it has others (a table made by an earlier release)."""
         table = self.open()
         if table is None:
-            return []
+            return None
+        current = table.metadata().configuration
+        changed = {name: value for name, value in table_configuration().items() if current.get(name) != value}
+        if changed:
+            try:
+                table.alter.set_table_properties(changed, raise_if_not_exists=False)
+            except (DeltaError, OSError) as exc:
+                raise self.fail(exc) from None
+            log.info("%s: table properties set by version %d: %s", self.uri, table.version(), changed)
+        return table
+
+    def _first_commit(self, commit: dict[str, str]) -> int:
+        """The version of a commit written through the table's URI (the table's first, or the one
+        after another first writer's): read back once, in the table's short history."""
         try:
-            history = table.history()
+            history = DeltaTable(self.uri, storage_options=self.options).history()
         except (DeltaError, OSError) as exc:
             raise self.fail(exc) from None
-        return [Version(entry["version"], entry.get("timestamp"), entry.get("operationMetrics", {}).get("num_added_rows"),
-                        {k: v for k, v in entry.items() if k.startswith("flixluigi.")})
-                for entry in history if entry.get(DAY_KEY) == day.isoformat()]
+        return next(entry["version"] for entry in history if all(entry.get(k) == v for k, v in commit.items()))
 
     def day_rows(self, day: date, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
         """The day's rows at a version (default: latest)."""
@@ -200,14 +213,35 @@ class CuratedTable:
         table = self.open()
         if table is None:
             return pa.table({})
-        dataset = table.to_pyarrow_dataset()
-        condition = (ds.field("date") >= pa.scalar(start, pa.date32())) & (ds.field("date") <= pa.scalar(end, pa.date32()))
-        return dataset.to_table(columns=columns, filter=condition)
+        try:
+            return table.to_pyarrow_dataset().to_table(columns=columns, filter=_between(start, end))
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise self.fail(exc) from None
 
-    def vacuum(self, retention_hours: int, dry_run: bool, full: bool = False) -> list[str]:
+    def day_files(self, table: DeltaTable | None, start: date, end: date) -> dict[date, list[ds.Fragment]]:
+        """The data files of the days from start to end inclusive, by day, from the handle's state:
+        a day's rows are then read from its own files, each file once, not from a scan of the table."""
+        if table is None:
+            return {}
+        files: dict[date, list[ds.Fragment]] = {}
+        try:
+            for fragment in table.to_pyarrow_dataset().get_fragments(filter=_between(start, end)):
+                files.setdefault(_as_date(ds.get_partition_keys(fragment.partition_expression)["date"]), []).append(fragment)
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise self.fail(exc) from None
+        return files
+
+    def rows_of(self, files: list[ds.Fragment], columns: list[str]) -> pa.Table:
+        """The rows of a day's files (from `day_files`)."""
+        try:
+            return pa.concat_tables([fragment.to_table(columns=columns) for fragment in files])
+        except (OSError, pa.ArrowException) as exc:
+            raise self.fail(exc) from None
+
+    def vacuum(self, retention_hours: int, dry_run: bool, full: bool = False, table: DeltaTable | None = None) -> list[str]:
         """Files superseded more than `retention_hours` ago (with `full`, also files no version ever
-        referenced: a failed write's leftovers); deleted unless `dry_run`."""
-        table = self.open()
+        referenced: a failed write's leftovers); deleted unless `dry_run`. On `table`, if given, else the latest."""
+        table = table if table is not None else self.open()
         if table is None:
             return []
         try:
@@ -215,9 +249,20 @@ class CuratedTable:
         except (DeltaError, OSError) as exc:
             raise self.fail(exc) from None
 
-    def orphans(self, grace_hours: int) -> list[str]:
+    def orphans(self, grace_hours: int, table: DeltaTable | None = None) -> list[str]:
         """Files in the table's folder that no version references, older than the grace period."""
-        return sorted(set(self.vacuum(grace_hours, dry_run=True, full=True)) - set(self.vacuum(grace_hours, dry_run=True)))
+        table = table if table is not None else self.open()
+        return sorted(set(self.vacuum(grace_hours, dry_run=True, full=True, table=table)) -
+                      set(self.vacuum(grace_hours, dry_run=True, table=table)))
+
+
+def _between(start: date, end: date) -> ds.Expression:
+    return (ds.field("date") >= pa.scalar(start, pa.date32())) & (ds.field("date") <= pa.scalar(end, pa.date32()))
+
+
+def _as_date(value: object) -> date:
+    """A partition value as deltalake gives it (a date, or its text)."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def retrying_conflicts(action: Callable[[], int], done: Callable[[], bool], tries: int = 5) -> int | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 FETCH_RE = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/fetch=([0-9TZ]+-[0-9a-f]+)\.jsonl\.(gz|zst)$")
 POINTER_RE = re.compile(r"/_pointers/date=(\d{4}-\d{2}-\d{2})/([0-9TZ]+)--([0-9TZ]+-[0-9a-f]+)\.json$")
@@ -85,6 +85,13 @@ class Layout:
     def records_prefix(self) -> str:
         return f"{self.records}/curated/"
 
+    def day_records_prefix(self, day: date) -> str:
+        return f"{self.records_prefix()}date={day.isoformat()}/"
+
+    def commit_key(self, version: int) -> str:
+        """The table's log entry of a version (Delta's layout)."""
+        return f"{self.curated}/_delta_log/{version:020d}.json"
+
     def failure_key(self, family: str, day: date) -> str:
         return f"{self.records}/failed/{family}/date={day.isoformat()}.json"
 
@@ -102,6 +109,16 @@ class Layout:
 
     def legacy_manifest_key(self, day: date) -> str:
         return f"{self.raw}/_manifests/date={day.isoformat()}.json"
+
+    @staticmethod
+    def days_between(prefix: str, first: date, last: date) -> tuple[str, str, str]:
+        """(prefix, start_after, until) of a listing of the keys under `prefix`date=D/ for first <= D <= last:
+        keys sort by day, and "date=D0" sorts after every key of day D and before the next day's. (Not
+        after "date=D" itself: SeaweedFS reads that as its folder and skips the day's keys.)"""
+        def end_of(day: date) -> str:
+            return f"{prefix}date={day.isoformat()}0"
+
+        return f"{prefix}date=", end_of(first - timedelta(days=1)), end_of(last)
 
     @staticmethod
     def raw_days(items: list[dict]) -> dict[date, RawDay]:

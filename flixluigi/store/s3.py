@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import IO
 
@@ -156,11 +157,16 @@ class Storage:
         with self.errors_explained():
             self.s3.head_bucket(Bucket=self.bucket)
 
-    def list(self, prefix: str) -> Iterator[dict]:
-        """Every object under the prefix (key, size, ETag, LastModified), 1,000 a request."""
+    def list(self, prefix: str, start_after: str = "", until: str = "") -> Iterator[dict]:
+        """Every object under the prefix (key, size, ETag, LastModified), 1,000 a request; with
+        `start_after` and `until`, only keys after the one and up to the other, and no page beyond."""
         with self.errors_explained():
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                yield from page.get("Contents", ())
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    if until and item["Key"] > until:
+                        return
+                    yield item
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         for item in self.list(prefix):
@@ -186,11 +192,17 @@ class Storage:
         return self.put_bytes(key, orjson.dumps(value, option=orjson.OPT_INDENT_2), "application/json")
 
     def get_bytes(self, key: str) -> bytes:
+        data = self.get_bytes_if_exists(key)
+        if data is None:
+            raise StorageError(f"{self.url(key)} does not exist; run the day first")
+        return data
+
+    def get_bytes_if_exists(self, key: str) -> bytes | None:
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
-                raise StorageError(f"{self.url(key)} does not exist; run the day first") from None
+                return None
             raise self.fail(exc) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise self.fail(exc) from None
@@ -223,6 +235,18 @@ class Storage:
             for start in range(0, len(keys), 1000):
                 chunk = [{"Key": key} for key in keys[start:start + 1000]]
                 self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+
+    def unfinished_uploads(self, prefix: str, started_before: datetime) -> list[tuple[str, str]]:
+        """Multipart uploads under the prefix begun before a time and never completed (a killed
+        writer's): invisible to readers, but stored and billed. (key, upload id) each."""
+        with self.errors_explained():
+            pages = self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)
+            return [(item["Key"], item["UploadId"]) for page in pages for item in page.get("Uploads", ())
+                    if item["Initiated"] < started_before]
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        with self.errors_explained():
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     @contextmanager
     def upload(self, key: str) -> Iterator[Upload]:

@@ -3,8 +3,8 @@
 A raw day is complete when its newest pointer names a fetch object that exists. A curated day
 is complete when its newest record, written right after the day's table commit and naming the
 commit's build, names the build that the current raw fetch, the configured key, the schema
-version and the sharing options call for. One listing of the raw prefix and one of the records
-answer for any number of days.
+version and the sharing options call for. Listings answer for any number of days: of a range's
+keys only (each starts at its first day and stops after its last), or of one day's own keys.
 
 Why records and not the table itself: the scheduling process must not touch `deltalake`, whose
 runtime does not survive the fork of `--workers N` (its children panic). Whether the table really
@@ -18,11 +18,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import orjson
+
 from flixluigi import config
 from flixluigi._version import __version__
 from flixluigi.curation.schema import SCHEMA_VERSION
 from flixluigi.store.layout import Layout, RawDay
 from flixluigi.store.s3 import Storage
+
+DAY_KEY = "flixluigi.day"  # commit metadata: the day a table version wrote
+
+
+@dataclass(frozen=True)
+class Version:
+    """One commit of the table that wrote a day."""
+
+    version: int
+    timestamp: int | None
+    rows: int | None
+    metadata: dict
 
 
 @dataclass(frozen=True)
@@ -69,10 +83,25 @@ class Snapshot:
     records: dict[date, list[tuple[str, str, str]]]
 
     @classmethod
-    def read(cls, store: Storage, where: Layout, curated: bool = True) -> Snapshot:
-        raw = Layout.raw_days(list(store.list(where.raw + "/")))
-        records = Layout.records(list(store.list_keys(where.records_prefix()))) if curated else {}
+    def read(cls, store: Storage, where: Layout, curated: bool = True, span: tuple[date, date] | None = None) -> Snapshot:
+        """Every day's state, or only the days of `span` (first, last): then each listing starts at
+        the first day's keys and stops after the last's, so a range costs what its own keys cost."""
+        if span is None:
+            raw = Layout.raw_days(list(store.list(where.raw + "/")))
+            records = Layout.records(list(store.list_keys(where.records_prefix()))) if curated else {}
+            return cls(raw, records)
+        raw = Layout.raw_days([item for prefix in (f"{where.raw}/_pointers/", f"{where.raw}/")
+                               for item in store.list(*Layout.days_between(prefix, *span))])
+        records = Layout.records([item["Key"] for item in store.list(*Layout.days_between(where.records_prefix(), *span))]) \
+            if curated else {}
         return cls(raw, records)
+
+    @classmethod
+    def read_day(cls, store: Storage, where: Layout, day: date, curated: bool = True) -> Snapshot:
+        """One day's stored state from its own keys only (three small listings): a single day's
+        question must not cost a listing of every day."""
+        records = Layout.records(list(store.list_keys(where.day_records_prefix(day)))) if curated else {}
+        return cls({day: raw_day(store, where, day)}, records)
 
     def raw_complete(self, day: date) -> bool:
         return day in self.raw and self.raw[day].complete
@@ -92,9 +121,15 @@ class Snapshot:
         return build is not None and record is not None and record[1] == build.id
 
 
-def snapshot(curated: bool = True) -> Snapshot:
-    """Every day's stored state under the configured bucket and prefixes (records only with `curated`)."""
-    return Snapshot.read(Storage.from_config(), layout(), curated=curated)
+def snapshot(curated: bool = True, days: list[date] | None = None) -> Snapshot:
+    """The stored state under the configured bucket and prefixes (records only with `curated`): of
+    every day, or of the span of `days` (from that day's keys alone for one day)."""
+    store, where = Storage.from_config(), layout()
+    if days is not None and not days:
+        return Snapshot({}, {})
+    if days is not None and len(days) == 1:
+        return Snapshot.read_day(store, where, days[0], curated=curated)
+    return Snapshot.read(store, where, curated=curated, span=(min(days), max(days)) if days else None)
 
 
 def point(store: Storage, day: date, fetch_id: str, pointer: dict) -> None:
@@ -113,9 +148,7 @@ def record_of(store: Storage, state: Snapshot, day: date) -> dict | None:
 
 def current(store: Storage, day: date) -> tuple[dict | None, dict | None]:
     """The day's newest curated record and its current raw pointer (no table read: safe before a fork)."""
-    where = layout()
-    state = Snapshot(raw={day: raw_day(store, where, day)},
-                     records=Layout.records(list(store.list_keys(f"{where.records_prefix()}date={day.isoformat()}/"))))
+    state = Snapshot.read_day(store, layout(), day)
     return record_of(store, state, day), pointer_of(store, state.raw[day])
 
 
@@ -124,3 +157,23 @@ def raw_day(store: Storage, where: Layout, day: date) -> RawDay:
     iso = day.isoformat()
     items = [*store.list(f"{where.raw}/_pointers/date={iso}/"), *store.list(f"{where.raw}/date={iso}/")]
     return Layout.raw_days(items).get(day, RawDay())
+
+
+def day_versions(store: Storage, where: Layout, day: date) -> list[Version]:
+    """Every commit that wrote the day and is still in the table's log, newest first. The day's
+    records name their commits (curation, restore and compliance write one after each), so only the
+    day's own versions are read: one listing, then a GET of each record and of its commit's log
+    entry, whatever the number of versions of other days (a commit whose writer died before its
+    record is not listed: its day was rebuilt by the next run)."""
+    found: dict[int, Version] = {}
+    for _stamp, _build, key in Layout.records(list(store.list_keys(where.day_records_prefix(day)))).get(day, []):
+        number = store.get_json(key).get("table_version")
+        if number is None or number in found:
+            continue
+        entry = store.get_bytes_if_exists(where.commit_key(number))  # None once the log's retention removed it
+        info = next((line["commitInfo"] for line in map(orjson.loads, entry.splitlines()) if "commitInfo" in line), {}) \
+            if entry else {}
+        if info.get(DAY_KEY) == day.isoformat():
+            found[number] = Version(number, info.get("timestamp"), info.get("operationMetrics", {}).get("num_added_rows"),
+                                    {k: v for k, v in info.items() if k.startswith("flixluigi.")})
+    return [found[number] for number in sorted(found, reverse=True)]
