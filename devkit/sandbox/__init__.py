@@ -13,11 +13,12 @@ from devkit.sandbox.api import Corpus, SandboxApi
 from devkit.sandbox.compliance import ComplianceConfig, ComplianceHandler, ComplianceRouter, ComplianceSandbox
 from devkit.sandbox.misbehave import PAGE_FAULTS
 from devkit.sandbox.replay import load_pages
-from devkit.sandbox.server import FAULTS, MIN_INTERVALS, Billing, Faults, Pacer, RateLimiter, SandboxServer
+from devkit.sandbox.server import FAULTS, MIN_INTERVALS, TRANSIENT_FAULTS, Billing, Faults, Pacer, RateLimiter, SandboxServer
 
 DEFAULT_TOKEN = "sandbox-bearer-token"
 
-__all__ = ["DEFAULT_TOKEN", "FAULTS", "PAGE_FAULTS", "Billing", "ComplianceConfig", "Faults", "RateLimiter", "SandboxServer", "start"]
+__all__ = ["DEFAULT_TOKEN", "FAULTS", "PAGE_FAULTS", "TRANSIENT_FAULTS", "Billing", "ComplianceConfig", "Faults", "RateLimiter",
+           "SandboxServer", "start"]
 
 
 def start(host: str = "127.0.0.1", port: int = 0, *, token: str = DEFAULT_TOKEN, volume: int = 300, seed: int = 0,

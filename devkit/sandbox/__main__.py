@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from devkit.sandbox import DEFAULT_TOKEN, FAULTS, PAGE_FAULTS, ComplianceConfig, Faults, start
+from devkit.sandbox import DEFAULT_TOKEN, FAULTS, PAGE_FAULTS, TRANSIENT_FAULTS, ComplianceConfig, Faults, start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", type=int, default=300, help="requests per window and endpoint (default 300)")
     parser.add_argument("--rate-window", type=float, default=900.0, help="rate-limit window in seconds (default 900)")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that meet a fault (0..1)")
-    parser.add_argument("--faults", default=",".join(FAULTS), help=f"fault kinds to draw from (default {','.join(FAULTS)})")
+    parser.add_argument("--faults", default=",".join(TRANSIENT_FAULTS),
+                        help=f"fault kinds to draw from, of {','.join(FAULTS)} (default the transient ones)")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault; a 'trickle' sends a byte per this")
     parser.add_argument("--page-fault", default="", choices=["", *PAGE_FAULTS], help="every faulted answer is wrong this way")

@@ -38,8 +38,11 @@ USAGE_CAPPED = {"account_id": 1, "product_name": "standard-basic", "title": "Usa
                 "scope": "Product", "detail": "Usage cap exceeded: Monthly product cap",
                 "type": "https://api.twitter.com/2/problems/usage-capped"}
 SERVER_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
-FAULTS = ("429", "500", "502", "503", "504", "slow", "drop", "truncate",
-          "429-bare", "402", "trickle", "html", "surrogate", "bad-gzip")
+# Faults a client recovers from by waiting or retrying: what a fault rate draws from by default.
+TRANSIENT_FAULTS = ("429", "500", "502", "503", "504", "slow", "drop", "truncate")
+# ... and those that fail a day for good (a proxy's page, bytes no JSON holds, no credits) or that
+# only a deadline ends: asked for by name.
+FAULTS = (*TRANSIENT_FAULTS, "429-bare", "402", "trickle", "html", "surrogate", "bad-gzip")
 CREDITS_DEPLETED = {"title": "CreditsDepleted", "type": "https://api.x.com/2/problems/credits", "status": 402,
                     "detail": "Your enrolled account [1] does not have any credits to fulfill this request."}
 PROXY_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
@@ -136,7 +139,7 @@ class Faults:
     """Faults drawn per request from a seeded generator: the same seed, the same faults in order."""
 
     rate: float = 0.0
-    kinds: tuple[str, ...] = FAULTS
+    kinds: tuple[str, ...] = TRANSIENT_FAULTS
     seed: int = 0
     slow_seconds: float = 2.0  # a 'slow' answer's delay; a 'trickle' sends one byte per this
     usage_capped: bool = False

@@ -145,33 +145,32 @@ class CuratedTable:
                 raise
 
         existing = self._existing()
-        # The first writer creates the table with its day. It must not let delta-rs retry that commit:
-        # two first writers both saw no table, and the loser's retry would add its day's files beside
-        # the winner's instead of replacing them. Refused, it raises CommitConflict, and the caller
-        # re-reads the table it now finds and writes the day into it as a predicate overwrite.
-        retries = None if existing is not None else 0
-        commit = {DAY_KEY: day.isoformat(), **metadata}
+        commit = CommitProperties(custom_metadata={DAY_KEY: day.isoformat(), **metadata},
+                                  max_commit_retries=None if existing is not None else 0)
+        # The first writer creates the table with its day, as version 0, or fails: with mode "error"
+        # delta-rs refuses a table that appeared since `_existing` looked, and with no commit retries
+        # it never lands beside another first writer's day. Refused, it raises CommitConflict, and the
+        # caller re-reads the table it now finds and writes the day into it as a predicate overwrite.
         try:
             write_deltalake(
                 existing if existing is not None else self.uri,
                 pa.RecordBatchReader.from_batches(schema, guarded()),
-                mode="overwrite", predicate=f"date = '{day.isoformat()}'", partition_by=["date"], schema_mode="merge",
-                target_file_size=TARGET_FILE_BYTES, writer_properties=WRITER,
-                storage_options=None if existing is not None else self.options,
-                configuration=None if existing is not None else table_configuration(),
-                commit_properties=CommitProperties(custom_metadata=commit, max_commit_retries=retries),
-                post_commithook_properties=PostCommitHookProperties(create_checkpoint=True),
+                partition_by=["date"], target_file_size=TARGET_FILE_BYTES, writer_properties=WRITER,
+                commit_properties=commit, post_commithook_properties=PostCommitHookProperties(create_checkpoint=True),
+                **({"mode": "overwrite", "predicate": f"date = '{day.isoformat()}'", "schema_mode": "merge"}
+                   if existing is not None else
+                   {"mode": "error", "storage_options": self.options, "configuration": table_configuration()}),
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
             if failure:
                 raise failure[0] from None
+            if existing is None and "already exists" in str(exc):
+                raise CommitConflict(f"another writer created {self.uri} first; retrying") from None
             raise self.fail(exc) from None
         if failure:
             raise failure[0]
-        if existing is not None:
-            # The handle is at its own commit's version, even when another writer committed in between.
-            return existing.version()
-        return self._first_commit(commit)
+        # The handle is at its own commit's version, even when another writer committed in between.
+        return existing.version() if existing is not None else 0
 
     def _existing(self) -> DeltaTable | None:
         """The latest table (None before its first commit), given the properties `table_configuration`
@@ -188,15 +187,6 @@ class CuratedTable:
                 raise self.fail(exc) from None
             log.info("%s: table properties set by version %d: %s", self.uri, table.version(), changed)
         return table
-
-    def _first_commit(self, commit: dict[str, str]) -> int:
-        """The version of a commit written through the table's URI (the table's first, or the one
-        after another first writer's): read back once, in the table's short history."""
-        try:
-            history = DeltaTable(self.uri, storage_options=self.options).history()
-        except (DeltaError, OSError) as exc:
-            raise self.fail(exc) from None
-        return next(entry["version"] for entry in history if all(entry.get(k) == v for k, v in commit.items()))
 
     def day_rows(self, day: date, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
         """The day's rows at a version (default: latest)."""
