@@ -56,8 +56,8 @@ class xapi(luigi.Config):  # noqa: N801
                                      description="'recent' (last 7 days, every tier) or 'all' (full archive, Pro and up)")
     max_results = luigi.IntParameter(default=0, description="tweets per page: 0 for the most the endpoint allows with the "
                                      "fields asked (500 for all, 100 for recent or with context_annotations); else 10 up to that")
-    chain_posts = luigi.IntParameter(default=5000, description="consecutive missing days whose stored counts are each "
-                                     "below a page are fetched as one request chain of up to this many expected posts "
+    chain_posts = luigi.IntParameter(default=5000, description="consecutive missing days of a Backfill whose stored "
+                                     "counts are each below a page are fetched as one request chain of up to this many expected posts "
                                      "(5,000: ten full pages); 0 fetches every day alone")
     tweet_fields = luigi.Parameter(default=DEFAULT_TWEET_FIELDS, description="tweet.fields requested")
     user_fields = luigi.Parameter(default=DEFAULT_USER_FIELDS, description="user.fields requested")

@@ -295,7 +295,22 @@ class MonthCounts(NeverDisabled, luigi.Task):
         return _report_failure(self, exception)
 
 
-class RawTweets(DayTask):
+class ChainSpan(luigi.Task):
+    """The range of days a run asked for, handed down to the day's fetch so that it chains only
+    neighbours the run wants (a Backfill's range; a day asked for alone, or by RangeDaily, which
+    passes only the date, is fetched alone). Insignificant: the same day is one task whatever the
+    range that asked for it."""
+
+    chain_from = DayParameter(default=None, significant=False, description="first day of the range that asked for "
+                                                                           "this day (default: the day)")
+    chain_to = DayParameter(default=None, significant=False, description="last day of the range that asked for "
+                                                                         "this day (default: the day)")
+
+    def chain_span(self) -> dict[str, date | None]:
+        return {"chain_from": self.chain_from, "chain_to": self.chain_to}
+
+
+class RawTweets(ChainSpan, DayTask):
     """Every API page of the day, verbatim plus request metadata, as a new immutable fetch."""
 
     resources: ClassVar[dict[str, int]] = {"x_api": 1}
@@ -313,15 +328,16 @@ class RawTweets(DayTask):
         return [*_gates(api=True), *counts]
 
     def run(self) -> None:
-        """With its missing neighbours as one chain (`fetch_days`); a day a neighbour's chain fetched
-        since it was scheduled is complete now, and is not fetched (billed) again."""
+        """With its missing neighbours in the asked range as one chain (`fetch_days`); a day a
+        neighbour's chain fetched since it was scheduled is complete now, and is not fetched (billed) again."""
         if not self.complete():
-            with_retries(lambda: fetch_days(self.storage, self.date, self.reporter()), f"RawTweets {self.date}",
+            span = (self.chain_from or self.date, self.chain_to or self.date)
+            with_retries(lambda: fetch_days(self.storage, self.date, span, self.reporter()), f"RawTweets {self.date}",
                          self.reporter())
         self.succeeded()
 
 
-class CuratedTweets(DayTask):
+class CuratedTweets(ChainSpan, DayTask):
     """One row per distinct post of the day's current raw fetch, pseudonymised, in the Delta table."""
 
     @classmethod
@@ -330,7 +346,7 @@ class CuratedTweets(DayTask):
         return [day for day in days if state.curated_complete(day, key_id, shared)]
 
     def requires(self) -> list[luigi.Task]:
-        return [*_gates(), RawTweets(self.date)]
+        return [*_gates(), RawTweets(self.date, **self.chain_span())]
 
     def run(self) -> None:
         key = pseudonymizer()
@@ -393,7 +409,8 @@ class DaysWrapper(luigi.WrapperTask):
         except Exception as exc:
             log.warning("%s: cannot tell which days are complete: %s", self, first_line(exc))
             days = self.wanted(Snapshot({}, {}), check_budget=False)
-        return [CuratedTweets(day) for day in days]
+        span = self.span
+        return [CuratedTweets(day, chain_from=span[0], chain_to=span[-1]) for day in days]
 
 
 class Backfill(RangeTask, DaysWrapper):

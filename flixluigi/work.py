@@ -248,9 +248,10 @@ def _pointer(day: date, fetch_id: str, key: str, sink: Upload, client: XClient, 
     }
 
 
-def chain_days(store: Storage, day: date) -> list[date]:
+def chain_days(store: Storage, day: date, span: tuple[date, date]) -> list[date]:
     """The days one request chain fetches for `day`: the day and its consecutive neighbours of the
-    month (later ones first, then earlier) whose stored counts are above 0 and below a full page and
+    month within `span` (the range the run asked for: a run of one day never pays for another's
+    posts), later ones first, then earlier, whose stored counts are above 0 and below a full page and
     that have no raw fetch stored (a stored day is never fetched again: it would be billed again),
     while the chain's expected posts stay within [xapi] chain_posts. Both ways, so whichever day of a
     run goes first fetches the run's days. Alone when the counts are unknown, the day fills a page,
@@ -267,7 +268,8 @@ def chain_days(store: Storage, day: date) -> list[date]:
     month = month_of(day)
     state = Snapshot.read(store, layout(), curated=False, span=(month[0], month[-1]))
     chain = [day]
-    for side in ([other for other in month if other > day], [other for other in reversed(month) if other < day]):
+    first, last = span
+    for side in ([other for other in month if day < other <= last], [other for other in reversed(month) if first <= other < day]):
         for other in side:
             posts = counts.get(other.isoformat(), 0)
             if (not 0 < posts < size or total + posts > cfg.chain_posts or state.raw_complete(other)
@@ -278,10 +280,10 @@ def chain_days(store: Storage, day: date) -> list[date]:
     return sorted(chain)
 
 
-def fetch_days(store: Storage, day: date, report: Reporter) -> dict:
-    """The day's fetch: with its missing low-volume neighbours as one request chain when the month's
-    stored counts allow (`chain_days`), else alone. Returns the day's pointer."""
-    days = chain_days(store, day)
+def fetch_days(store: Storage, day: date, span: tuple[date, date], report: Reporter) -> dict:
+    """The day's fetch: with its missing low-volume neighbours within `span` as one request chain when
+    the month's stored counts allow (`chain_days`), else alone. Returns the day's pointer."""
+    days = chain_days(store, day, span)
     return fetch_chain(store, days, report) if len(days) > 1 else fetch_day(store, day, report)
 
 

@@ -204,7 +204,7 @@ def test_a_chain_fetches_consecutive_small_days_in_one_request_chain_each_to_its
     chaining.set("xapi", "chain_posts", "1000")
     served = api.requests_served
     # The last day runs first (as luigi may order them): the chain reaches back to its earlier neighbours.
-    assert build(RawTweets(CHAIN[-1])).status == LuigiStatusCode.SUCCESS
+    assert build(RawTweets(CHAIN[-1], chain_from=CHAIN[0], chain_to=CHAIN[-1])).status == LuigiStatusCode.SUCCESS
     pointer, _ = chained_posts(endpoint, run, CHAIN[0])
     searches = pointer["requests"]["/2/tweets/search/all"]
     total = 0
@@ -252,10 +252,23 @@ def test_a_chain_broken_mid_way_writes_the_days_it_covered_and_fails_the_rest(ch
         return original(self, path, params)
 
     monkeypatch.setattr(XClient, "_page", second_page_refused)
-    assert build(RawTweets(CHAIN[0])).status == LuigiStatusCode.FAILED
+    assert build(RawTweets(CHAIN[0], chain_from=CHAIN[0], chain_to=CHAIN[-1])).status == LuigiStatusCode.FAILED
     assert "injected" in str(failures[-1][1]) and failures[-1][0] == RawTweets(CHAIN[0])
     # The first page (the 500 newest posts) holds the whole last day: it is written; the others are not.
     assert [bool(pointers(endpoint, run, day)) for day in CHAIN] == [False, False, True]
-    assert build(*(RawTweets(day) for day in CHAIN)).status == LuigiStatusCode.SUCCESS
+    assert build(*(RawTweets(day, chain_from=CHAIN[0], chain_to=CHAIN[-1]) for day in CHAIN)).status == LuigiStatusCode.SUCCESS
     assert [chained_posts(endpoint, run, day)[0].get("chain", {}).get("last") for day in CHAIN] == \
            [str(CHAIN[1]), str(CHAIN[1]), str(CHAIN[2])]
+
+
+def test_a_fetch_chains_only_days_its_run_asked_for(chaining):
+    """A day asked for alone is fetched (and billed) alone; a Backfill chains its own days and no others."""
+    endpoint, run = chaining.seaweed.endpoint, chaining.run
+    assert build(CuratedTweets(CHAIN[1])).status == LuigiStatusCode.SUCCESS
+    assert [len(pointers(endpoint, run, day)) for day in CHAIN] == [0, 1, 0]
+    assert "chain" not in json.loads(body(endpoint, pointers(endpoint, run, CHAIN[1])[0]))
+    wanted = [date(2022, 9, 20), date(2022, 9, 21)]
+    assert build(Backfill(start=wanted[0], end=wanted[-1])).status == LuigiStatusCode.SUCCESS
+    for day in wanted:
+        assert chained_posts(endpoint, run, day)[0]["chain"] == {"first": "2022-09-20", "last": "2022-09-21", "days": 2}
+    assert pointers(endpoint, run, date(2022, 9, 19)) == pointers(endpoint, run, date(2022, 9, 22)) == []
