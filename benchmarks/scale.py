@@ -166,7 +166,8 @@ def fetch(days: list[date], volume: int, cfg: Path, workdir: Path) -> str:
     ideal = math.ceil(posts / 500) + months
     return (f"fetch {len(days)} days ({posts:,} posts): {result['seconds']:.1f}s wall, {requests} API requests "
             f"({requests - months} search, ApiAvailable's check among them; {months} counts) beside the ideal {ideal} "
-            f"= ceil({posts} / 500) + {months}: {requests / ideal:.2f}x (target <= 1.1x; each day is its own request chain)")
+            f"= ceil({posts} / 500) + {months}: {requests / ideal:.2f}x (target <= 1.1x; a chain "
+            f"stops at its month's end, and ApiAvailable's check is a fixed extra request)")
 
 
 def main() -> None:
