@@ -29,7 +29,7 @@ from flixluigi.store.s3 import PART_BYTES, Storage
 PREFIX = "_s3check"
 WRITERS, ROUNDS = 8, 5
 LIST_OBJECTS, PAGE_SIZE = 5, 2
-FIX_SERVER = "use a server that refuses it with 412 (SeaweedFS 4.48, the version the tests pin; MinIO RELEASE.2025-10-15T17-29-55Z)"
+FIX_SERVER = "use a server that refuses it with 412 (SeaweedFS 4.48, the version the tests run against)"
 
 
 def put_if_absent(storage: Storage, key: str, body: bytes) -> int | str:
