@@ -10,7 +10,7 @@ from pathlib import Path
 import luigi.configuration
 
 from flixluigi.errors import FlixluigiError, first_line
-from flixluigi.ops import actions, s3check, status
+from flixluigi.ops import actions, metrics, s3check, status
 from flixluigi.store import rejected
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.s3 import Storage
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                        ("migrate", "convert a bucket written by flixluigi 0.1 to this layout")):
         sub.add_parser(name, help=help + " (a dry run unless --apply)").add_argument(
             "--apply", action="store_true", help="really do it")
+    sub.add_parser("metrics", help="the pipeline's figures in Prometheus's text format (totals and the latest day; "
+                                   "[metrics] first_day)")
     check = sub.add_parser("s3check", help="whether the S3 server does what the pipeline relies on (run before the first run)")
     check.add_argument("--writers", type=int, default=s3check.WRITERS, help=f"concurrent put-if-absent writers (default {s3check.WRITERS})")
     check.add_argument("--rounds", type=int, default=s3check.ROUNDS, help=f"rounds of them, each on a new key (default {s3check.ROUNDS})")
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": lambda: actions.migrate(args.apply),
         "report": lambda: [_write_report(args.start, end, args.out)],
         "s3check": lambda: [s3check.s3check(args.writers, args.rounds)],
+        "metrics": lambda: [metrics.metrics_text().rstrip("\n")],
     }
     try:
         lines = commands[args.command]()

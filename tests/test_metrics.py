@@ -1,0 +1,78 @@
+"""`flixluigi metrics` after real runs: a complete day, a stale one, a failed one and missing ones,
+read back with prometheus_client's own parser and checked against figures the test reads itself
+from the stored raw pages and the curated table."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from luigi.execution_summary import LuigiStatusCode
+from prometheus_client.parser import text_string_to_metric_families
+
+from flixluigi import CuratedTweets, cli, work
+from flixluigi.errors import SettingsError
+from flixluigi.ops import metrics
+from tests.helpers import build, curated, current_fetch, raw_pages
+
+FIRST, STALE, DONE, FAILED = date(2022, 9, 10), date(2022, 9, 11), date(2022, 9, 12), date(2022, 9, 13)
+NOW = datetime(2022, 9, 14, 6, 0, tzinfo=UTC)  # yesterday is FAILED's day
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """(name, labels) -> value of every sample, through prometheus_client's parser (which refuses malformed text)."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        assert family.type == "gauge" and family.documentation, family.name
+        for sample in family.samples:
+            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def _fail(*args: object, **kwargs: object) -> None:
+    raise OSError("disk on fire")
+
+
+def test_totals_latest_day_and_day_states(pipeline, monkeypatch, capsys):
+    pipeline.set("sharing", "text", "drop")
+    assert build(CuratedTweets(STALE)).status == LuigiStatusCode.SUCCESS
+    pipeline.set("sharing", "text", "keep")  # the day built with text dropped is stale now
+    assert build(CuratedTweets(DONE)).status == LuigiStatusCode.SUCCESS
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(work, "check_batch", _fail)
+        assert build(CuratedTweets(FAILED)).status == LuigiStatusCode.FAILED
+    pipeline.set("metrics", "first_day", str(FIRST))
+
+    endpoint = pipeline.seaweed.endpoint
+    posts = {day: sum(len(page.get("data", ())) for page in raw_pages(endpoint, current_fetch(endpoint, pipeline.run, day)))
+             for day in (STALE, DONE, FAILED)}
+    rows = {day: curated(endpoint, pipeline.run, day).num_rows for day in (STALE, DONE)}
+    found = samples(metrics.metrics_text(NOW))
+
+    assert found["flixluigi_days", (("state", "complete"),)] == 1
+    assert found["flixluigi_days", (("state", "stale"),)] == 1
+    assert found["flixluigi_days", (("state", "missing"),)] == 2  # FIRST, and FAILED whose curation failed
+    assert found["flixluigi_days", (("state", "failed"),)] == 1
+    assert found["flixluigi_posts_read", (("days", "all"),)] == sum(posts.values())
+    assert found["flixluigi_posts_read", (("days", "latest"),)] == posts[DONE]
+    assert found["flixluigi_rows", (("days", "all"),)] == sum(rows.values())
+    assert found["flixluigi_rows", (("days", "latest"),)] == rows[DONE]
+    assert found["flixluigi_cost_usd", (("days", "all"),)] > found["flixluigi_cost_usd", (("days", "latest"),)] > 0
+    for name in ("fetch_seconds", "curate_seconds"):
+        assert found[f"flixluigi_{name}", (("days", "all"),)] >= found[f"flixluigi_{name}", (("days", "latest"),)] > 0
+    assert found["flixluigi_last_complete_day_timestamp_seconds", ()] == datetime(2022, 9, 12, tzinfo=UTC).timestamp()
+    assert found["flixluigi_last_complete_day_age_seconds", ()] == 30 * 3600  # from the end of 09-12 to 09-14 06:00
+    assert len(found) == 2 * len(metrics.FIGURES) + 4 + 2, "totals and the latest day, never a series per day"
+
+    assert cli.main(["metrics"]) == 0  # today's view: every day since 2022-09-14 is missing
+    out = capsys.readouterr().out
+    assert samples(out)["flixluigi_days", (("state", "complete"),)] == 1
+
+
+def test_metrics_need_a_first_day_in_the_past(pipeline, capsys):
+    pipeline.set("metrics", "first_day", "")
+    with pytest.raises(SettingsError, match=r"^\[metrics\] first_day is not set; set it to the first UTC day"):
+        metrics.metrics_text(NOW)
+    pipeline.set("metrics", "first_day", "2022-09-14")
+    with pytest.raises(SettingsError, match=r"^\[metrics\] first_day = 2022-09-14 is not before today \(2022-09-14 UTC\)"):
+        metrics.metrics_text(NOW)
