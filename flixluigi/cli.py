@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                        ("migrate", "convert a bucket written by flixluigi 0.1 to this layout")):
         sub.add_parser(name, help=help + " (a dry run unless --apply)").add_argument(
             "--apply", action="store_true", help="really do it")
-    sub.add_parser("metrics", help="the pipeline's figures in Prometheus's text format (totals and the latest day; "
-                                   "[metrics] first_day)")
+    sub.add_parser("metrics", help="the pipeline's figures in Prometheus's text format (totals and the latest day)").add_argument(
+        "--first-day", help="first UTC day the pipeline should hold, YYYY-MM-DD (default: [metrics] first_day)")
     check = sub.add_parser("s3check", help="whether the S3 server does what the pipeline relies on (run before the first run)")
     check.add_argument("--writers", type=int, default=s3check.WRITERS, help=f"concurrent put-if-absent writers (default {s3check.WRITERS})")
     check.add_argument("--rounds", type=int, default=s3check.ROUNDS, help=f"rounds of them, each on a new key (default {s3check.ROUNDS})")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": lambda: actions.migrate(args.apply),
         "report": lambda: [_write_report(args.start, end, args.out)],
         "s3check": lambda: [s3check.s3check(args.writers, args.rounds)],
-        "metrics": lambda: [metrics.metrics_text().rstrip("\n")],
+        "metrics": lambda: [metrics.metrics_text(first_day=args.first_day).rstrip("\n")],
     }
     try:
         lines = commands[args.command]()

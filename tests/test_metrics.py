@@ -67,12 +67,16 @@ def test_totals_latest_day_and_day_states(pipeline, monkeypatch, capsys):
     assert cli.main(["metrics"]) == 0  # today's view: every day since 2022-09-14 is missing
     out = capsys.readouterr().out
     assert samples(out)["flixluigi_days", (("state", "complete"),)] == 1
+    assert cli.main(["metrics", "--first-day", str(DONE)]) == 0
+    assert samples(capsys.readouterr().out)["flixluigi_days", (("state", "stale"),)] == 0
 
 
 def test_metrics_need_a_first_day_in_the_past(pipeline, capsys):
     pipeline.set("metrics", "first_day", "")
-    with pytest.raises(SettingsError, match=r"^\[metrics\] first_day is not set; set it to the first UTC day"):
+    with pytest.raises(SettingsError, match=r"^\[metrics\] first_day is not set; set it \(or pass --first-day\) to the first UTC day"):
         metrics.metrics_text(NOW)
     pipeline.set("metrics", "first_day", "2022-09-14")
     with pytest.raises(SettingsError, match=r"^\[metrics\] first_day = 2022-09-14 is not before today \(2022-09-14 UTC\)"):
         metrics.metrics_text(NOW)
+    assert cli.main(["metrics", "--first-day", "2022-13-45"]) == 1
+    assert capsys.readouterr().err == "flixluigi: [metrics] first_day = '2022-13-45' is not a date; use YYYY-MM-DD, e.g. 2022-09-01\n"

@@ -79,13 +79,13 @@ def render(days: list[DayStatus], now: datetime) -> str:
     return "\n".join(out) + "\n"
 
 
-def metrics_text(now: datetime | None = None) -> str:
-    """The metrics of the configured bucket from [metrics] first_day through yesterday."""
+def metrics_text(now: datetime | None = None, first_day: str | None = None) -> str:
+    """The metrics of the configured bucket from `first_day` (default [metrics] first_day) through yesterday."""
     now = now or datetime.now(UTC)
-    setting, yesterday = config.metrics().first_day, now.date() - timedelta(days=1)
+    setting, yesterday = first_day or config.metrics().first_day, now.date() - timedelta(days=1)
     if not setting:
-        raise SettingsError("[metrics] first_day is not set; set it to the first UTC day the pipeline should hold, "
-                            "e.g. first_day = 2022-09-01")
+        raise SettingsError("[metrics] first_day is not set; set it (or pass --first-day) to the first UTC day the pipeline "
+                            "should hold, e.g. 2022-09-01")
     try:
         first = date.fromisoformat(setting)
     except ValueError:
