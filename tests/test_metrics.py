@@ -4,15 +4,19 @@ from the stored raw pages and the curated table."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 import pytest
+import yaml
 from luigi.execution_summary import LuigiStatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
 from flixluigi import CuratedTweets, cli, work
 from flixluigi.errors import SettingsError
 from flixluigi.ops import metrics
+from flixluigi.ops.status import DayStatus
+from tests.conftest import ROOT
 from tests.helpers import build, curated, current_fetch, raw_pages
 
 FIRST, STALE, DONE, FAILED = date(2022, 9, 10), date(2022, 9, 11), date(2022, 9, 12), date(2022, 9, 13)
@@ -80,3 +84,17 @@ def test_metrics_need_a_first_day_in_the_past(pipeline, capsys):
         metrics.metrics_text(NOW)
     assert cli.main(["metrics", "--first-day", "2022-13-45"]) == 1
     assert capsys.readouterr().err == "flixluigi: [metrics] first_day = '2022-13-45' is not a date; use YYYY-MM-DD, e.g. 2022-09-01\n"
+
+
+def test_the_readme_alerts_use_only_metrics_that_exist():
+    """No Prometheus runs here: the README's alert rules are read as YAML, and every series they name
+    must be one `flixluigi metrics` writes (a renamed metric would leave an alert that never fires)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Metrics"):readme.index("### Coming from the MinIO set-up")]
+    rules = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1))["groups"][0]["rules"]
+    assert len(rules) == 2
+    written = {name for name, _ in samples(metrics.render([DayStatus(DONE, "ok", "ok", {"rows": 1}, {"posts_read": 1}, None)], NOW))}
+    for rule in rules:
+        named = set(re.findall(r"\bflixluigi_\w+", rule["expr"]))
+        assert named and named <= written, (rule["alert"], named - written)
+        assert rule["annotations"]["summary"]

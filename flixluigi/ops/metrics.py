@@ -46,8 +46,8 @@ def gather(first: date, last: date) -> list[DayStatus]:
 
 
 def _line(name: str, value: float, labels: str = "") -> str:
-    """One sample; whole numbers without a fraction, others with every digit (a timestamp needs ten)."""
-    text = str(int(value)) if float(value).is_integer() else repr(float(value))
+    """One sample; whole numbers without a fraction (a timestamp needs all ten digits), others to 6 decimals."""
+    text = str(int(value)) if float(value).is_integer() else repr(round(float(value), 6))
     return f"flixluigi_{name}{{{labels}}} {text}" if labels else f"flixluigi_{name} {text}"
 
 
