@@ -5,7 +5,7 @@ every request's signature and the identity's actions. The pipeline gets Read, Wr
 its bucket and nothing else (no Admin: it cannot create, delete or list buckets), which is all it
 needs: reads, multipart and conditional PUTs, listings, deletes and Delta commits (tests run the
 whole pipeline against a local `weed mini` started with this file). docker-compose.yml writes the
-same document inline from .env; `compose_identities` reads it back so a test can hold it to this one.
+same document inline from .env; tests/test_deploy.py holds Compose's rendering of it to this one.
 
     python -m devkit.s3identities BUCKET FILE   # keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
 """
@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 ACTIONS = ("Read", "Write", "List")
-# Compose's `${NAME}`, `${NAME:?message}` and `${NAME:-default}` (here always filled from the environment).
-COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")
 
 
 def identities(access_key: str, secret_key: str, bucket: str) -> dict:
@@ -38,12 +35,6 @@ def write(path: Path, access_key: str, secret_key: str, bucket: str) -> Path:
     with os.fdopen(descriptor, "w") as out:
         json.dump(identities(access_key, secret_key, bucket), out, indent=2)
     return path
-
-
-def compose_identities(compose: dict, environment: dict[str, str]) -> dict:
-    """docker-compose.yml's identities config as Compose would write it, `${VAR...}` filled from `environment`."""
-    text = compose["configs"]["seaweedfs-identities"]["content"]
-    return json.loads(COMPOSE_VARIABLE.sub(lambda match: environment[match.group(1)], text))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,8 @@ script run for real against real services.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -103,16 +105,48 @@ def test_the_s3_check_runs_with_the_pipelines_keys_before_the_pipeline():
     assert "healthz" in " ".join(SERVICES["seaweedfs"]["healthcheck"]["test"])
 
 
+def compose_config(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess:
+    """`docker compose config` of the real Compose binary: the file validated against Compose's schema,
+    `${...}` filled from `variables` alone (an empty --env-file stands for .env), as JSON."""
+    binary = Path(importlib.util.find_spec("compose").origin).parent / "docker-compose"
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    return subprocess.run([str(binary), "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), "--profile", "job",
+                           "config", "--format", "json"], env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **variables},
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+SECRETS = {"FLIXLUIGI_S3_ACCESS_KEY": "pipeline-key", "FLIXLUIGI_S3_SECRET_KEY": "pipeline-secret", "X_BEARER_TOKEN": "token",
+           "FLIXLUIGI_HMAC_KEY": "hmac-key"}
+
+
+def test_compose_validates_and_renders_with_the_secrets_of_env_and_refuses_without_them(tmp_path: Path):
+    """Compose itself (no engine needed for `config`): the file passes its schema, the identities
+    document it writes from .env is the one devkit/s3identities.py writes for the local weed mini the
+    whole suite runs against, and a missing secret stops it with the variable's name."""
+    done = compose_config(tmp_path, **SECRETS)
+    assert done.returncode == 0, done.stderr
+    rendered = json.loads(done.stdout)
+    assert set(rendered["services"]) == set(SERVICES)
+    bucket = production_config("production.cfg").get("storage", "bucket")
+    identities = json.loads(rendered["configs"]["seaweedfs-identities"]["content"])
+    assert identities == s3identities.identities("pipeline-key", "pipeline-secret", bucket)
+    for name in ("s3check", "pipeline"):
+        environment = rendered["services"][name]["environment"]
+        assert (environment["AWS_ACCESS_KEY_ID"], environment["AWS_SECRET_ACCESS_KEY"]) == ("pipeline-key", "pipeline-secret")
+    assert rendered["services"]["pipeline"]["depends_on"]["s3check"]["condition"] == "service_completed_successfully"
+    for missing in SECRETS:
+        refused = compose_config(tmp_path, **{k: v for k, v in SECRETS.items() if k != missing})
+        assert refused.returncode != 0 and f"set {missing} in .env" in refused.stderr, (missing, refused.stderr)
+
+
 def test_seaweedfs_takes_the_pipelines_identity_for_its_bucket_only():
-    """The compose identities document, filled as Compose fills it, is the one devkit/s3identities.py
-    writes for the local weed mini the whole suite runs against; the flags match scripts/seaweedfs.sh."""
+    """The flags match scripts/seaweedfs.sh, which every test's SeaweedFS runs with."""
     bucket = production_config("production.cfg").get("storage", "bucket")
     flags = weed_flags()
     assert flags["bucket"] == bucket
     mount = SERVICES["seaweedfs"]["configs"][0]
     assert (mount["source"], mount["target"]) == ("seaweedfs-identities", flags["s3.config"])
-    env = {"FLIXLUIGI_S3_ACCESS_KEY": "pipeline-key", "FLIXLUIGI_S3_SECRET_KEY": "pipeline-secret"}
-    assert s3identities.compose_identities(COMPOSE, env) == s3identities.identities("pipeline-key", "pipeline-secret", bucket)
     assert "Admin" not in COMPOSE["configs"]["seaweedfs-identities"]["content"]
     script = (ROOT / "scripts" / "seaweedfs.sh").read_text()
     for flag in ("s3.autoCreateBucket", "s3.allowDeleteBucketNotEmpty", "master.telemetry", "admin.ui", "webdav"):
