@@ -5,7 +5,9 @@ from the stored raw pages and the curated table."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -16,7 +18,7 @@ from flixluigi import CuratedTweets, cli, work
 from flixluigi.errors import SettingsError
 from flixluigi.ops import metrics
 from flixluigi.ops.status import DayStatus
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.helpers import build, curated, current_fetch, raw_pages
 
 FIRST, STALE, DONE, FAILED = date(2022, 9, 10), date(2022, 9, 11), date(2022, 9, 12), date(2022, 9, 13)
@@ -73,6 +75,49 @@ def test_totals_latest_day_and_day_states(pipeline, monkeypatch, capsys):
     assert samples(out)["flixluigi_days", (("state", "complete"),)] == 1
     assert cli.main(["metrics", "--first-day", str(DONE)]) == 0
     assert samples(capsys.readouterr().out)["flixluigi_days", (("state", "stale"),)] == 0
+
+    with Gateway() as gateway:
+        assert cli.main(["metrics", "--push", gateway.url]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line == f"pushed {len(samples(out))} samples to {gateway.url}/metrics/job/flixluigi"
+    ((path, content_type, pushed),) = gateway.received
+    assert (path, content_type) == ("/metrics/job/flixluigi", "text/plain; version=0.0.4")
+    pushed_samples, printed = samples(pushed), samples(out)
+    age = ("flixluigi_last_complete_day_age_seconds", ())
+    assert pushed_samples.pop(age) >= printed.pop(age) and pushed_samples == printed  # the age has grown since
+    assert cli.main(["metrics", "--push", f"http://127.0.0.1:{free_port()}"]) == 1
+    assert "the Pushgateway at http://127.0.0.1:" in capsys.readouterr().err
+
+
+class Gateway(ThreadingHTTPServer):
+    """Stands in for a Pushgateway: records each PUT (path, content type, body) and answers 200 as it does."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _PutHandler)
+        self.received: list[tuple[str, str, str]] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> Gateway:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _PutHandler(BaseHTTPRequestHandler):
+    server: Gateway
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.server.received.append((self.path, self.headers["Content-Type"], body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 def test_metrics_need_a_first_day_in_the_past(pipeline, capsys):

@@ -1,7 +1,8 @@
 """`flixluigi metrics`: the pipeline's own figures in Prometheus's text format, from the stored state.
 
 For node_exporter's textfile collector (`flixluigi metrics > DIR/flixluigi.prom.tmp && mv ...`
-from cron): luigid's /metrics counts tasks, this says what the days hold. Totals over every day
+from cron), or pushed to a Pushgateway (`--push URL`, for hosts no Prometheus scrapes): luigid's
+/metrics counts tasks, this says what the days hold. Totals over every day
 from `[metrics] first_day` through yesterday, and the latest complete day, rather than one series
 per day: a decade of days would be thousands of series. Everything is read from the same
 pointers, records and failure markers `flixluigi status` reads (a month's days per listing, in
@@ -15,11 +16,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 
+import requests
+
 from flixluigi import config
 from flixluigi.errors import SettingsError
 from flixluigi.ops.status import DayStatus, status
 
 READERS = 8  # months read at once
+PUSH_JOB = "flixluigi"
+PUSH_TIMEOUT = 30.0
 # name, help, unit-free getter of a day's figure (None when the day has no such figure)
 FIGURES = (
     ("posts_read", "posts read from the X API (billed)", lambda s: s.pointer and s.pointer.get("posts_read")),
@@ -94,3 +99,15 @@ def metrics_text(now: datetime | None = None, first_day: str | None = None) -> s
         raise SettingsError(f"[metrics] first_day = {first} is not before today ({now.date()} UTC); set the first day "
                             "the pipeline should hold")
     return render(gather(first, yesterday), now)
+
+
+def push(text: str, gateway: str) -> str:
+    """PUT the text to a Pushgateway as job `flixluigi`: it replaces that job's previous figures whole."""
+    url = f"{gateway.rstrip('/')}/metrics/job/{PUSH_JOB}"
+    try:
+        answer = requests.put(url, data=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4"}, timeout=PUSH_TIMEOUT)
+    except requests.RequestException as exc:
+        raise OSError(f"the Pushgateway at {gateway} is unreachable ({type(exc).__name__}); start it or fix --push") from None
+    if answer.status_code >= 300:
+        raise OSError(f"the Pushgateway at {url} answered HTTP {answer.status_code}: {' '.join(answer.text.split())[:200]}")
+    return f"pushed {sum(not line.startswith('#') for line in text.splitlines())} samples to {url}"
