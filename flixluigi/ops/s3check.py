@@ -42,7 +42,7 @@ def put_if_absent(storage: Storage, key: str, body: bytes) -> int | str:
 
 
 class Check:
-    """One run of the check against the configured bucket; `keys` are what it wrote, for cleanup."""
+    """One run of the check against the configured bucket; everything it writes goes under `prefix`."""
 
     def __init__(self, storage: Storage, writers: int, rounds: int):
         self.storage, self.writers, self.rounds = storage, writers, rounds
@@ -62,10 +62,11 @@ class Check:
             self.listing_pages()
         finally:
             self.clean_up()
+        setting = config.storage().conditional_put or "(empty: AWS S3)"
         return (f"S3 check passed at {self.where}: in {self.rounds} rounds of {self.writers} concurrent If-None-Match: * PUTs "
                 "released together, exactly one won each time (evidence the server refuses concurrent second writers, not "
-                "proof); conditional_put = etag matches; multipart upload, paged listing, deletes and boto3's default CRC "
-                "checksums work")
+                f"proof); conditional_put = {setting} matches; multipart upload, paged listing, deletes and boto3's default "
+                "CRC checksums work")
 
     def conditional_setting(self) -> None:
         """The curated table commits with delta-rs's `conditional_put = etag` on anything but AWS S3."""
