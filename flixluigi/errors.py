@@ -211,6 +211,7 @@ class StorageError(FlixluigiError):
 class S3CheckFailed(StorageError):
     """`flixluigi s3check` found the S3 server lacking something the pipeline relies on; the message says what."""
 
+    transient = False  # the server or a setting must change; running the check again changes nothing
     hint = "change the setting or the server as the message says, then run flixluigi s3check again"
 
 
