@@ -1,45 +1,42 @@
-"""Headless Chromium driven over its DevTools protocol (CDP): open a local page, watch it, screenshot it.
+"""Headless Chromium through Playwright: open a local page, wait until it has drawn, check and screenshot it.
 
-The report is a file people open in a browser, so it is checked in one: this module starts the
-distribution's `chromium` with a fresh profile and no background services, attaches to one tab
-over a single websocket, and records every network request, console message and exception the
-page causes. A page that draws after its load event sets `window.pageReady` to a promise; `open`
-waits for it, so nothing here depends on sleeping long enough.
+The report is a file people open in a browser, and the console a page served on 127.0.0.1, so
+both are checked in one. Playwright for Python drives the distribution's Chromium
+(`executable_path`: `playwright install` downloads browsers, which no machine here can, and is
+never run). A page that draws after its load event sets `window.pageReady` to a promise; `open`
+waits for it, so nothing here depends on sleeping long enough. No request leaves the machine:
+every request to anything but a local file, data or 127.0.0.1 is aborted before it is sent and
+listed in `Tab.outside`.
+
+    with Browser() as browser:                  # one Chromium; a fresh context per page
+        tab = browser.open("http://127.0.0.1:8090/")   # or a Path to a local HTML file
+        tab.evaluate("document.title"); tab.screenshot("page.png")
+        assert tab.problems() == []             # console errors, uncaught exceptions, failed and outside requests
 
     python -m devkit.browser report.html report.png   # full-page PNG; exit 1 and the problems if the page had any
 """
 
 from __future__ import annotations
 
-import base64
-import collections
-import contextlib
-import json
 import os
-import queue
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
-import websocket
+from playwright.sync_api import Browser as PlaywrightBrowser
+from playwright.sync_api import ConsoleMessage, Page, Playwright, Request, Response, Route, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 CHROMIUM_ENV = "FLIXLUIGI_CHROMIUM"
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = ("--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-default-browser-check", "--mute-audio", "--hide-scrollbars", "--remote-debugging-port=0")
 WINDOW = (1280, 900)
-DEVTOOLS_RE = re.compile(r"DevTools listening on (ws://\S+)")
 READY_JS = "Promise.resolve(window.pageReady).then(() => document.fonts.ready).then(() => true)"
-
-
 LOCAL_SCHEMES = ("file", "data", "blob", "about")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ABORTED = "net::ERR_BLOCKED_BY_CLIENT.Inspector"  # how Chromium logs a request Playwright aborted
 
 
 class BrowserError(RuntimeError):
@@ -56,191 +53,119 @@ def find_chromium() -> str:
     return found
 
 
-class Browser:
-    """One headless Chromium with one tab; `events` holds every CDP event of the tab, in order.
+def stays_local(url: str) -> bool:
+    """A local file, inline data, or a server on this machine's loopback."""
+    parts = urlsplit(url)
+    return parts.scheme in LOCAL_SCHEMES or parts.hostname in LOOPBACK
 
-    Use as a context manager: the browser process and its throwaway profile end with the block.
-    `timeout` bounds how long a broken browser can hang a call; it never decides a result.
+
+class Tab:
+    """One page in a context of its own, and everything it did since it was opened.
+
+    `requested`: every URL it asked for, in order; `outside`: those aborted because they would
+    have left the machine; `failed`: failed requests and answers of HTTP 400 or more;
+    `console_errors`: console.error/assert lines, browser-logged errors (blocked loads, CSP) and
+    uncaught exceptions. `page` is Playwright's Page, for anything more.
+    """
+
+    def __init__(self, page: Page, timeout: float):
+        self.page, self.timeout = page, timeout
+        self.requested: list[str] = []
+        self.outside: list[str] = []
+        self.failed: list[str] = []
+        self.console_errors: list[str] = []
+        page.set_default_timeout(timeout * 1000)
+        page.route("**/*", self._route)
+        page.on("request", lambda request: self.requested.append(request.url))
+        page.on("requestfailed", self._request_failed)
+        page.on("response", self._response)
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.console_errors.append(f"uncaught exception: {error.name}: {error.message}"))
+
+    def _route(self, route: Route) -> None:
+        if stays_local(route.request.url):
+            route.continue_()
+        else:
+            self.outside.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    def _console(self, message: ConsoleMessage) -> None:
+        # Chromium also logs each request `_route` aborted: that one is listed in `outside` already.
+        if message.type in ("error", "assert") and not message.text.endswith(ABORTED):
+            self.console_errors.append(f"console.{message.type}: {message.text}")
+
+    def _request_failed(self, request: Request) -> None:
+        if request.url not in self.outside:
+            self.failed.append(f"request failed ({request.failure}): {request.url}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.failed.append(f"HTTP {response.status}: {response.url}")
+
+    def goto(self, target: str | Path) -> Tab:
+        """Load a URL or local file and wait until it has loaded and drawn (window.pageReady, fonts)."""
+        url = target if isinstance(target, str) and "://" in target else Path(target).resolve().as_uri()
+        try:
+            answer = self.page.goto(url, wait_until="load")
+        except PlaywrightError as exc:
+            raise BrowserError(f"Chromium could not open {url}: {exc.message.splitlines()[0]}") from None
+        if answer is not None and answer.status >= 400:
+            raise BrowserError(f"{url} answered HTTP {answer.status}")
+        self.evaluate(READY_JS)
+        return self
+
+    def evaluate(self, expression: str) -> Any:
+        """The JSON value of a JavaScript expression in the page (promises are awaited)."""
+        try:
+            return self.page.evaluate(expression)
+        except PlaywrightError as exc:
+            raise BrowserError(f"JavaScript failed in the page: {exc.message.splitlines()[0]}") from None
+
+    def screenshot(self, png_path: str | Path) -> Path:
+        """The whole page (not only the window) as a PNG file."""
+        path = Path(png_path)
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def problems(self) -> list[str]:
+        """What went wrong in the page so far, one line each; [] for a page that is fine."""
+        return [*(f"request to a non-local URL (blocked): {url}" for url in self.outside), *self.failed, *self.console_errors]
+
+
+class Browser:
+    """One headless Chromium; `open` gives each page a fresh context (no cookies, cache or storage shared).
+
+    Use as a context manager: the browser ends with the block. `timeout` bounds how long a broken
+    page can hang a call; it never decides a result.
     """
 
     def __init__(self, binary: str | None = None, timeout: float = 60.0, window: tuple[int, int] = WINDOW):
         self.binary = binary or find_chromium()
-        self.timeout = timeout
-        self.window = window
-        self.events: list[dict] = []
-        self._ids = iter(range(1, sys.maxsize))
-        self._stderr: collections.deque[str] = collections.deque(maxlen=40)
-        self._profile: tempfile.TemporaryDirectory | None = None
-        self._process: subprocess.Popen | None = None
-        self._socket: websocket.WebSocket | None = None
-        self._session = ""
+        self.timeout, self.window = timeout, window
+        self._playwright: Playwright | None = None
+        self._browser: PlaywrightBrowser | None = None
 
     def __enter__(self) -> Browser:
-        self._profile = tempfile.TemporaryDirectory(prefix="flixluigi-chromium-", ignore_cleanup_errors=True)
-        flags = [*FLAGS, f"--user-data-dir={self._profile.name}", f"--window-size={self.window[0]},{self.window[1]}"]
-        if os.geteuid() == 0:  # Chromium's sandbox refuses to run as root
-            flags.append("--no-sandbox")
+        self._playwright = sync_playwright().start()
         try:
-            self._process = subprocess.Popen([self.binary, *flags, "about:blank"], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            url = self._devtools_url()
-            self._socket = websocket.create_connection(url, timeout=self.timeout, suppress_origin=True,
-                                                       enable_multithread=False)
-            target = self._call("Target.createTarget", url="about:blank")["targetId"]
-            self._session = self._call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-            for domain in ("Page", "Network", "Runtime", "Log"):
-                self.call(f"{domain}.enable")
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+            self._browser = self._playwright.chromium.launch(executable_path=self.binary, headless=True,
+                                                             timeout=self.timeout * 1000)
+        except PlaywrightError as exc:
+            self._playwright.stop()
+            raise BrowserError(f"{self.binary} did not start under Playwright: {exc.message.splitlines()[0]}") from None
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        closed = False
-        if self._socket is not None:
-            with contextlib.suppress(BrowserError, OSError, websocket.WebSocketException):
-                self._call("Browser.close")  # lets Chromium end its helper processes before the profile goes
-                closed = True
-            self._socket.close()
-        if self._process is not None:
-            if not closed:
-                self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._profile is not None:
-            self._profile.cleanup()
+        if self._browser is not None:
+            self._browser.close()  # and every context opened in it
+        if self._playwright is not None:
+            self._playwright.stop()
 
-    def _devtools_url(self) -> str:
-        """The browser's websocket address, from the line Chromium prints on stderr once it listens."""
-        assert self._process is not None and self._process.stderr is not None
-        found: queue.Queue[str | None] = queue.Queue()
-        stderr = self._process.stderr
-
-        def drain() -> None:  # keeps reading, or a chatty Chromium blocks on a full pipe
-            for line in stderr:
-                self._stderr.append(line.rstrip())
-                if match := DEVTOOLS_RE.search(line):
-                    found.put(match.group(1))
-            found.put(None)
-
-        threading.Thread(target=drain, name="chromium-stderr", daemon=True).start()
-        try:
-            url = found.get(timeout=self.timeout)
-        except queue.Empty:
-            url = None
-        if url is None:
-            raise BrowserError(f"{self.binary} did not start its DevTools endpoint: {' | '.join(self._stderr)[-600:]}")
-        return url
-
-    def call(self, method: str, **params: Any) -> dict:
-        """A CDP command to the tab; its result, or BrowserError with the protocol's message."""
-        return self._call(method, session=self._session, **params)
-
-    def _call(self, method: str, session: str = "", **params: Any) -> dict:
-        assert self._socket is not None
-        ident = next(self._ids)
-        message: dict[str, Any] = {"id": ident, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        self._socket.send(json.dumps(message))
-        while True:
-            answer = self._receive()
-            if answer.get("id") == ident:
-                if "error" in answer:
-                    raise BrowserError(f"{method} failed in Chromium: {answer['error'].get('message')}")
-                return answer.get("result", {})
-
-    def _receive(self) -> dict:
-        """The next message; events of the tab are kept in `events` on the way."""
-        assert self._socket is not None
-        try:
-            message = json.loads(self._socket.recv())
-        except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException) as exc:
-            raise BrowserError(f"Chromium stopped answering ({type(exc).__name__}): {' | '.join(self._stderr)[-600:]}") from None
-        if "method" in message and message.get("sessionId") == self._session:
-            self.events.append(message)
-        return message
-
-    def wait_for(self, method: str, since: int = 0) -> dict:
-        """The first event `method` at or after events[since], reading on until it arrives."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            for event in self.events[since:]:
-                if event["method"] == method:
-                    return event
-            since = len(self.events)
-            if time.monotonic() > deadline:
-                raise BrowserError(f"Chromium sent no {method} within {self.timeout:.0f} s")
-            self._receive()
-
-    def open(self, path: str | Path) -> None:
-        """Load a local file and wait until it has loaded and drawn (window.pageReady, fonts).
-
-        `events` starts afresh, so afterwards it holds this page's events only.
-        """
-        url = Path(path).resolve().as_uri()
-        self.events = []
-        answer = self.call("Page.navigate", url=url)
-        if answer.get("errorText"):
-            raise BrowserError(f"Chromium could not open {url}: {answer['errorText']}")
-        self.wait_for("Page.loadEventFired")
-        self.evaluate(READY_JS)
-
-    def problems(self) -> list[str]:
-        """What went wrong in the page so far, one line each (see `problems`)."""
-        return problems(self.events)
-
-    def evaluate(self, expression: str) -> Any:
-        """The JSON value of a JavaScript expression in the tab (promises are awaited)."""
-        answer = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in answer:
-            details = answer["exceptionDetails"]
-            raise BrowserError(f"JavaScript failed in the page: {details.get('exception', {}).get('description') or details.get('text')}")
-        return answer["result"].get("value")
-
-    def screenshot(self, png_path: str | Path) -> Path:
-        """The whole page (not only the window) as a PNG file."""
-        size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)["data"]
-        path = Path(png_path)
-        path.write_bytes(base64.b64decode(data))
-        return path
-
-
-def problems(events: list[dict]) -> list[str]:
-    """Failed requests, requests to anything but a local URL, console errors, uncaught exceptions and
-    browser-logged errors (blocked loads, CSP violations) among a tab's CDP events."""
-    found, urls = [], {}
-    for event in events:
-        method, params = event["method"], event["params"]
-        if method == "Network.requestWillBeSent":
-            url = urls[params["requestId"]] = params["request"]["url"]
-            if url.split(":", 1)[0].lower() not in LOCAL_SCHEMES:
-                found.append(f"request to a non-local URL: {url}")
-        elif method == "Network.loadingFailed":
-            why = params.get("errorText") or f"blocked: {params.get('blockedReason') or params.get('corsErrorStatus') or 'unknown'}"
-            found.append(f"request failed ({why}): {urls.get(params['requestId'], '?')}")
-        elif method == "Network.responseReceived" and params["response"].get("status", 0) >= 400:
-            found.append(f"HTTP {params['response']['status']}: {params['response']['url']}")
-        elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
-            found.append(f"console.{params['type']}: " + " ".join(str(a.get("value", a.get("description", ""))) for a in params["args"]))
-        elif method == "Runtime.exceptionThrown":
-            details = params["exceptionDetails"]
-            found.append(f"uncaught exception: {details.get('exception', {}).get('description') or details.get('text')}")
-        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-            found.append(f"browser error ({params['entry']['source']}): {params['entry']['text']}")
-    return found
-
-
-def screenshot(html_path: str | Path, png_path: str | Path) -> Path:
-    """Open a local HTML file in headless Chromium and write a full-page PNG of it."""
-    with Browser() as browser:
-        browser.open(html_path)
-        return browser.screenshot(png_path)
+    def open(self, target: str | Path) -> Tab:
+        """A new tab on `target` (URL or local file), loaded and drawn; see Tab."""
+        assert self._browser is not None, "use Browser as a context manager"
+        context = self._browser.new_context(viewport={"width": self.window[0], "height": self.window[1]})
+        return Tab(context.new_page(), self.timeout).goto(target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     page, png = args
     try:
         with Browser() as browser:
-            browser.open(page)
-            print(browser.screenshot(png))
-            trouble = browser.problems()
+            tab = browser.open(page)
+            print(tab.screenshot(png))
+            trouble = tab.problems()
     except BrowserError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import luigi.configuration
 
 from flixluigi.errors import FlixluigiError, first_line
-from flixluigi.ops import actions, status
+from flixluigi.ops import actions, metrics, s3check, status
 from flixluigi.store import rejected
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.s3 import Storage
@@ -50,6 +50,11 @@ def _write_report(start: date, end: date, out: str) -> str:
     return f"report of {start}..{end} written to {out}"
 
 
+def _metrics(first_day: str | None, gateway: str | None) -> str:
+    text = metrics.metrics_text(first_day=first_day)
+    return metrics.push(text, gateway) if gateway else text.rstrip("\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__)
     parser.add_argument("--config", help="luigi.cfg to read besides the default locations")
@@ -80,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
                        ("migrate", "convert a bucket written by flixluigi 0.1 to this layout")):
         sub.add_parser(name, help=help + " (a dry run unless --apply)").add_argument(
             "--apply", action="store_true", help="really do it")
+    figures = sub.add_parser("metrics", help="the pipeline's figures in Prometheus's text format (totals and the latest day)")
+    figures.add_argument("--first-day", help="first UTC day the pipeline should hold, YYYY-MM-DD (default: [metrics] first_day)")
+    figures.add_argument("--push", metavar="URL", help="PUT them to this Pushgateway (job flixluigi) instead of printing them")
+    check = sub.add_parser("s3check", help="whether the S3 server does what the pipeline relies on (run before the first run)")
+    check.add_argument("--writers", type=int, default=s3check.WRITERS, help=f"concurrent put-if-absent writers (default {s3check.WRITERS})")
+    check.add_argument("--rounds", type=int, default=s3check.ROUNDS, help=f"rounds of them, each on a new key (default {s3check.ROUNDS})")
     args = parser.parse_args(argv)
     if args.config:
         luigi.configuration.add_config_path(args.config)
@@ -94,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "vacuum": lambda: actions.vacuum(args.apply),
         "migrate": lambda: actions.migrate(args.apply),
         "report": lambda: [_write_report(args.start, end, args.out)],
+        "s3check": lambda: [s3check.s3check(args.writers, args.rounds)],
+        "metrics": lambda: [_metrics(args.first_day, args.push)],
     }
     try:
         lines = commands[args.command]()

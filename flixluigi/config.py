@@ -241,3 +241,8 @@ def check_names() -> None:
                                         (f"; did you mean {guess[0]!r}?" if guess else f"; known: {', '.join(sorted(known))}"))
         elif name not in KNOWN_SECTIONS and (guess := difflib.get_close_matches(name, sorted(ours), n=1, cutoff=0.7)):
             raise SettingsError(f"luigi.cfg has an unknown section [{name}]; did you mean [{guess[0]}]?")
+
+
+class metrics(luigi.Config):  # noqa: N801
+    first_day = luigi.Parameter(default="", description="`flixluigi metrics` counts days missing from this UTC "
+                                                                       "day (YYYY-MM-DD) through yesterday; required by it")

@@ -208,6 +208,13 @@ class StorageError(FlixluigiError):
     hint = "check the S3 endpoint, bucket and credentials ([s3], [storage], AWS_* variables), then rerun"
 
 
+class S3CheckFailed(StorageError):
+    """`flixluigi s3check` found the S3 server lacking something the pipeline relies on; the message says what."""
+
+    transient = False  # the server or a setting must change; running the check again changes nothing
+    hint = "change the setting or the server as the message says, then run flixluigi s3check again"
+
+
 class TransientStorageError(StorageError):
     """S3 kept failing in a way a later try can mend (connection lost, 5xx after retries)."""
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Rewrites constraints.txt from the venv: the exact version of every package `pip install .`
-# needs (flixluigi's requirements and theirs, as installed now), plus the build tools. The Docker
+# needs (flixluigi's requirements with its `luigid` extra, and theirs, as installed now), plus the build tools. The Docker
 # image and scripts/test.sh install with it. Run after changing install_requires in setup.cfg
 # (it installs the project without the old constraints first), then run the tests:
 #   scripts/constraints.sh
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test,luigid]"
 "$VENV/bin/python" - "$ROOT/constraints.txt" <<'PY'
 import sys
 from importlib.metadata import distribution
@@ -15,10 +15,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 BUILD = {"setuptools": "84.2.1", "wheel": "0.48.0"}  # pyproject.toml's build backend, pinned for the image
-pins, todo = {}, [Requirement(r) for r in distribution("flixluigi").requires if "extra ==" not in r]
+# The image installs flixluigi[luigid] (luigid's Prometheus collector): that extra is runtime too.
+pins, todo = {}, [Requirement(r) for r in distribution("flixluigi").requires]
 while todo:
     requirement = todo.pop()
-    if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+    if requirement.marker and not requirement.marker.evaluate({"extra": "luigid"}):
         continue
     name = canonicalize_name(requirement.name)
     if name in pins:

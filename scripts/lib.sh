@@ -8,7 +8,7 @@ RUN_DIR=${FLIXLUIGI_RUN_DIR:-$ROOT/.run}
 PYTHON=${PYTHON:-python3}
 
 ensure_venv() {
-  # Creates the venv and installs the project with its test extras; quiet when already done.
+  # Creates the venv and installs the project with its test and luigid extras; quiet when already done.
   if [ ! -x "$VENV/bin/python" ]; then
     echo "== creating virtual environment in $VENV"
     "$PYTHON" -m venv "$VENV"
@@ -18,7 +18,7 @@ ensure_venv() {
     echo "== installing flixluigi and its dependencies"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     # The versions of constraints.txt, the ones the Docker image installs: tests run what deploys.
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --constraint "$ROOT/constraints.txt" -e "$ROOT[test]"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --constraint "$ROOT/constraints.txt" -e "$ROOT[test,luigid]"
     touch "$stamp"
   fi
   # devkit/ (the sandbox, the browser checker) is not packaged: the checkout itself goes on the

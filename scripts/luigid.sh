@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Luigi's central scheduler with its web view: scripts/luigid.sh start|stop|status
 # Environment: LUIGID_PORT (8082), LUIGID_DIR (.run/luigid: logs and the persisted state).
+# Settings: the project's luigi.cfg ([scheduler], [resources]; luigid runs in the checkout, where
+# Luigi reads ./luigi.cfg) with luigid.cfg on top (Prometheus metrics on /metrics), as in the image.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -13,8 +15,8 @@ case "${1:-}" in
     if svc_running "$PIDFILE"; then echo "luigid already running at http://127.0.0.1:$PORT"; exit 0; fi
     # luigid refuses to start without its log dir; it saves its state on shutdown.
     mkdir -p "$DIR/log"
-    svc_spawn "$PIDFILE" "$DIR/luigid.out" "$VENV/bin/luigid" --address 127.0.0.1 --port "$PORT" \
-      --logdir "$DIR/log" --state-path "$DIR/state.pickle"
+    (cd "$ROOT" && export LUIGI_CONFIG_PATH="$ROOT/luigid.cfg" && svc_spawn "$PIDFILE" "$DIR/luigid.out" "$VENV/bin/luigid" \
+      --address 127.0.0.1 --port "$PORT" --logdir "$DIR/log" --state-path "$DIR/state.pickle")
     wait_http "http://127.0.0.1:$PORT/api/task_list" 30 || { cat "$DIR/luigid.out" >&2; exit 1; }
     echo "luigid running: web view at http://127.0.0.1:$PORT" ;;
   stop) svc_stop "$PIDFILE" luigid ;;

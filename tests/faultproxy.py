@@ -3,8 +3,9 @@
 Requests are forwarded byte for byte with their headers, Host included, so SigV4 signatures
 still verify (the proxy never re-signs). Rules pick requests by method, key pattern and
 occurrence and do one thing to them: answer 503 with an S3 XML error, reset the connection,
-cut the answer's body short, or hold the request until the test releases it (`reached` tells
-the test the request is there). Holding one writer's commit gives exact interleavings without
+cut the answer's body short, answer 200 where the store refused a conditional PUT with 412 (a
+store that ignores If-None-Match), or hold the request until the test releases it (`reached`
+tells the test the request is there). Holding one writer's commit gives exact interleavings without
 sleeps. Every request is logged with the status the store answered.
 
     with FaultProxy(seaweed.endpoint) as proxy:
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-ACTIONS = ("503", "reset", "truncate", "hold")
+ACTIONS = ("503", "reset", "truncate", "ignore-precondition", "hold")
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code>'
              b"<Message>injected by the fault proxy</Message></Error>")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
@@ -199,11 +200,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.answer(503, {"Content-Type": "application/xml", "Retry-After": "0"}, SLOW_DOWN)
         else:
             status, reason, answer_headers, answer = self.forward(body)
-            self.server.record(Seen(self.command, key, "truncate" if action == "truncate" else "hold" if rule else "forward",
+            self.server.record(Seen(self.command, key, action if action in ("truncate", "ignore-precondition") else "hold" if rule else "forward",
                                     status, headers, unquote(urlsplit(self.path).query), len(answer)))
             if action == "truncate":
                 self.answer(status, answer_headers, answer[: len(answer) // 2], declared=len(answer), reason=reason)
                 self.close_connection = True
+            elif action == "ignore-precondition" and status == 412:
+                self.answer(200, {"ETag": '"00000000000000000000000000000000"'}, b"")
             else:
                 self.answer(status, answer_headers, answer, reason=reason)
 

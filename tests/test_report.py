@@ -1,5 +1,5 @@
 """The range report, rendered from days fetched from the sandbox and curated for real, then opened in
-headless Chromium: it must load with no request leaving the file, no console error, and every chart
+headless Chromium through Playwright (devkit.browser): it must load with no request leaving the file, no console error, and every chart
 must show the days and figures the test works out itself from the curated rows.
 
 A machine without Chromium fails these tests (scripts/test.sh installs it); they are never skipped.
@@ -8,6 +8,8 @@ A machine without Chromium fails these tests (scripts/test.sh installs it); they
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from devkit.browser import Browser, BrowserError, main
+from devkit.browser import Browser, BrowserError
 from flixluigi import config
 from flixluigi.curation.curator import Curator
 from flixluigi.curation.pseudonym import PSEUDONYM_RE, Pseudonymizer
@@ -110,14 +112,13 @@ def per_day(rows: list[dict], column: str) -> list[int | None]:
 def test_report_loads_offline_and_shows_every_day(data: RangeData, browser: Browser, tmp_path: Path):
     page = tmp_path / "report.html"
     page.write_text(render(START, END, data.rows, data.days), encoding="utf-8")
-    browser.open(page)
+    tab = browser.open(page)
 
-    assert browser.problems() == []
-    requested = [e["params"]["request"]["url"] for e in browser.events if e["method"] == "Network.requestWillBeSent"]
-    assert requested == [page.resolve().as_uri()]
-    assert browser.evaluate("window.__xss === undefined && !document.images.length && !document.querySelector('a')")
+    assert tab.problems() == []
+    assert tab.requested == [page.resolve().as_uri()]
+    assert tab.evaluate("window.__xss === undefined && !document.images.length && !document.querySelector('a')")
 
-    charts = {chart["id"]: chart for chart in browser.evaluate(READ_CHARTS)}
+    charts = {chart["id"]: chart for chart in tab.evaluate(READ_CHARTS)}
     assert sorted(charts) == sorted(f"chart-{k}" for k in ("volume", "kinds", "engagement", "languages", "hashtags", "health"))
     x = [day.isoformat() for day in DAYS]
     for key in ("volume", "kinds", "engagement", "health"):
@@ -156,7 +157,7 @@ def test_report_loads_offline_and_shows_every_day(data: RangeData, browser: Brow
     # Shown as the text it is, not as markup (cut short on the axis).
     assert [t for t in hashtag_chart["yticks"] if t.startswith('#<a href="http://127.0.0.1:9/">x</a>')]
 
-    table = browser.evaluate(READ_PROBLEMS)
+    table = tab.evaluate(READ_PROBLEMS)
     assert [(r[0], r[1]) for r in table] == [(str(FAILED), "failed"), (str(MISSING), "missing"), (str(STALE), "stale")]
     assert table[0][3] == f"HTTP 503 from the API <script>alert({FAILED.day})</script>"
     assert table[0][4] == f"luigi --module flixluigi CuratedTweets --date {FAILED}"
@@ -173,40 +174,47 @@ def test_policy_stops_markup_that_escaped_escaping(data: RangeData, browser: Bro
     page = tmp_path / "injected.html"
     injected = '<script>window.__xss=3</script><img src="http://127.0.0.1:9/x.png" onerror="window.__xss=4">'
     page.write_text(render(START, END, data.rows, data.days).replace("<main>", "<main>" + injected), encoding="utf-8")
-    browser.open(page)
-    assert browser.evaluate("window.__xss === undefined")
-    found = browser.problems()
+    tab = browser.open(page)
+    assert tab.evaluate("window.__xss === undefined")
+    found = tab.problems()
     assert any("inline script violates the following Content Security Policy" in line for line in found), found
-    assert "request failed (blocked: csp): http://127.0.0.1:9/x.png" in found, found
+    assert "request failed (csp): http://127.0.0.1:9/x.png" in found, found
 
 
 def test_empty_range_renders_without_problems(browser: Browser, tmp_path: Path):
     days = [DayHealth(day, "missing", remedy=f"luigi --module flixluigi CuratedTweets --date {day}") for day in DAYS]
     page = tmp_path / "empty.html"
     page.write_text(render(START, END, SCHEMA.empty_table(), days), encoding="utf-8")
-    browser.open(page)
-    assert browser.problems() == []
-    charts = {chart["id"]: chart for chart in browser.evaluate(READ_CHARTS)}
+    tab = browser.open(page)
+    assert tab.problems() == []
+    charts = {chart["id"]: chart for chart in tab.evaluate(READ_CHARTS)}
     assert len(charts) == 6 and charts["chart-volume"]["traces"][0]["x"] == [d.isoformat() for d in DAYS]
-    assert len(browser.evaluate(READ_PROBLEMS)) == len(DAYS)
+    assert len(tab.evaluate(READ_PROBLEMS)) == len(DAYS)
 
 
 def test_problems_are_caught_on_a_broken_page(browser: Browser, tmp_path: Path):
-    """The checks above are not vacuous: a page that errs, throws and reaches out is reported."""
+    """The checks above are not vacuous: a page that errs, throws and reaches out is reported, and
+    what would leave the machine is aborted before it is sent (example.invalid is never looked up)."""
     page = tmp_path / "broken.html"
-    page.write_text('<!doctype html><img src="http://127.0.0.1:9/x.png"><script src="absent.js"></script>'
+    page.write_text('<!doctype html><img src="http://example.invalid/x.png"><script src="absent.js"></script>'
                     '<script>console.error("bad thing"); throw new Error("thrown")</script>')
-    browser.open(page)
-    found = "\n".join(browser.problems())
-    for expected in ("request to a non-local URL: http://127.0.0.1:9/x.png", "absent.js", "console.error: bad thing",
-                     "uncaught exception: Error: thrown"):
-        assert expected in found, found
+    tab = browser.open(page)
+    assert tab.outside == ["http://example.invalid/x.png"]
+    found = tab.problems()
+    assert found[0] == "request to a non-local URL (blocked): http://example.invalid/x.png", found
+    for expected in ("request failed (net::ERR_FILE_NOT_FOUND): ", "console.error: bad thing", "uncaught exception: Error: thrown"):
+        assert any(line.startswith(expected) for line in found), found
+    assert not [line for line in found if "example.invalid" in line][1:], "one line per problem"
 
 
-def test_screenshot_command_writes_a_png(data: RangeData, tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_screenshot_command_writes_a_png(data: RangeData, tmp_path: Path):
+    """As the demo runs it: a command of its own (Playwright's sync API is one per thread, and this
+    module's browser holds the test's)."""
     page, png = tmp_path / "report.html", tmp_path / "report.png"
     page.write_text(render(START, END, data.rows, data.days), encoding="utf-8")
-    assert main([str(page), str(png)]) == 0, capsys.readouterr().err
+    done = subprocess.run([sys.executable, "-m", "devkit.browser", str(page), str(png)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == str(png), done.stderr[-2000:]
     header = png.read_bytes()[:24]
     width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and width == 1280 and height > 1500

@@ -14,7 +14,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
+import botocore
 import botocore.config
+import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, Seaweed
@@ -75,3 +77,27 @@ def test_first_request_after_start_needs_no_retry(tmp_path):
     finally:
         server.run("stop")
 
+
+
+def test_only_the_pipelines_keys_get_in_and_its_bucket_cannot_be_dropped(seaweed: Seaweed):
+    """scripts/seaweedfs.sh starts SeaweedFS with the identities file of devkit/s3identities.py, as
+    docker-compose.yml does: without one, SeaweedFS's S3 takes anonymous requests. The pipeline's own
+    keys do everything else in this suite; here, who else is refused."""
+    client, key = s3(seaweed.endpoint), f"store/{uuid.uuid4().hex}"
+    client.put_object(Bucket=BUCKET, Key=key, Body=b"kept")
+    anonymous = boto3.client("s3", endpoint_url=seaweed.endpoint, region_name="us-east-1",
+                             config=botocore.config.Config(signature_version=botocore.UNSIGNED))
+    forged = boto3.client("s3", endpoint_url=seaweed.endpoint, region_name="us-east-1",
+                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key="not-the-secret")
+    for name, outsider in (("anonymous", anonymous), ("wrong secret", forged)):
+        for request in (lambda c: c.get_object(Bucket=BUCKET, Key=key), lambda c: c.list_objects_v2(Bucket=BUCKET),
+                        lambda c: c.put_object(Bucket=BUCKET, Key=key, Body=b"replaced")):
+            with pytest.raises(ClientError) as refused:
+                request(outsider)
+            assert refused.value.response["Error"]["Code"] in ("AccessDenied", "SignatureDoesNotMatch"), name
+    # The identity's Write on its bucket includes DeleteBucket; -s3.allowDeleteBucketNotEmpty=false keeps the data.
+    with pytest.raises(ClientError) as kept:
+        client.delete_bucket(Bucket=BUCKET)
+    assert kept.value.response["Error"]["Code"] == "BucketNotEmpty"
+    assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"kept"
+    client.delete_object(Bucket=BUCKET, Key=key)

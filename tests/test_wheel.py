@@ -90,7 +90,7 @@ def test_the_wheel_holds_the_product_only_and_installs_offline_with_its_runtime_
     probe = ("import importlib, sys\n"
              f"modules = {modules!r}\n"
              "for name in modules: importlib.import_module(name)\n"
-             "for name in ('devkit', 'tests', 'pytest', 'websocket', 'duckdb'):\n"
+             "for name in ('devkit', 'tests', 'pytest', 'playwright', 'duckdb'):\n"
              "    assert importlib.util.find_spec(name) is None, name + ' is importable in the production venv'\n"
              "print(len(modules))\n")
     done = subprocess.run([str(runtime), "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,

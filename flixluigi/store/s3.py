@@ -107,6 +107,11 @@ def _shared_client(options: tuple, credentials: tuple[str, str], max_attempts: i
     1,000 days instantiates thousands of tasks). `credentials` and `pid` are only part of the cache
     key: a client must not cross a fork (`--workers N`), its pooled connections would be shared.
     Keys from the environment are passed as they are now (the session would keep the first it saw)."""
+    return new_client(dict(options), max_attempts)
+
+
+def new_client(options: dict, max_attempts: int):
+    """A boto3 S3 client with its own connection pool: `[s3]` options, keys from the environment."""
     retries = botocore.config.Config(retries={"mode": "standard", "max_attempts": max_attempts},
                                      connect_timeout=5, read_timeout=60)
     keys = {}
@@ -114,7 +119,7 @@ def _shared_client(options: tuple, credentials: tuple[str, str], max_attempts: i
         keys = {"aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
                 "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY"),
                 "aws_session_token": os.environ.get("AWS_SESSION_TOKEN") or None}
-    return _session().client("s3", config=retries, **keys, **dict(options))
+    return _session().client("s3", config=retries, **keys, **options)
 
 
 def _credentials_key() -> tuple[str, str]:
@@ -130,8 +135,11 @@ class Storage:
     s3: object  # boto3's low-level S3 client
 
     @classmethod
-    def from_config(cls) -> Storage:
+    def from_config(cls, own_connections: bool = False) -> Storage:
+        """The configured bucket through this process's shared client, or one of its own (`own_connections`)."""
         cfg = config.storage()
+        if own_connections:
+            return cls(cfg.bucket, new_client(s3_options(), cfg.s3_max_attempts))
         client = _shared_client(tuple(sorted(s3_options().items())), _credentials_key(), cfg.s3_max_attempts, os.getpid())
         return cls(cfg.bucket, client)
 
