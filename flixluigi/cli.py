@@ -10,7 +10,7 @@ from pathlib import Path
 import luigi.configuration
 
 from flixluigi.errors import FlixluigiError, first_line
-from flixluigi.ops import actions, status
+from flixluigi.ops import actions, plan, status
 from flixluigi.store import rejected
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.s3 import Storage
@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     with_day("history", "every version of a day: when, from which raw fetch, key id, rows")
     with_day("restore", "make a version of one day current again (a new commit)").add_argument(
         "--version", type=int, required=True, help="table version, from `flixluigi history`")
+    planned = with_range("plan", "dry run of a Backfill, Reprocess or Compliance: days, expected posts (stored counts "
+                                 "only), cost, what would be rebuilt")
+    planned.add_argument("task", choices=("Backfill", "Reprocess", "Compliance"))
+    planned.add_argument("--refetch", action="store_true", help="Reprocess: fetch the raw days again from the API")
     with_range("report", "a self-contained HTML report of a range").add_argument(
         "--out", required=True, help="where to write the HTML file")
     for name, help in (("vacuum", "delete superseded table files and raw fetches past [storage] keep_versions_days"),
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "vacuum": lambda: actions.vacuum(args.apply),
         "migrate": lambda: actions.migrate(args.apply),
         "report": lambda: [_write_report(args.start, end, args.out)],
+        "plan": lambda: plan.plan(args.task, args.start, end, args.refetch).lines(),
     }
     try:
         lines = commands[args.command]()

@@ -62,6 +62,20 @@ class InvalidRange(FlixluigiError, ValueError):
     transient = False
 
 
+class ConsoleError(FlixluigiError, ValueError):
+    """A request the web console refuses: a bad input, a range already running, a trigger too many."""
+
+    transient = False
+    hint = "correct the request as the message says, or wait for the running run to end"
+
+
+class SchedulerUnreachable(FlixluigiError):
+    """luigid does not answer: the console cannot tell which days are running, so it starts nothing."""
+
+    transient = True
+    hint = "start luigid (scripts/luigid.sh start) or fix the console's --scheduler-url, then retry"
+
+
 # The X API (search, counts, usage).
 
 class XApiError(FlixluigiError):
