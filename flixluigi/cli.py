@@ -50,6 +50,13 @@ def _write_report(start: date, end: date, out: str) -> str:
     return f"report of {start}..{end} written to {out}"
 
 
+def _console(args: argparse.Namespace) -> list[str]:
+    from flixluigi.console.server import serve  # tornado: only this command needs the server
+
+    serve(args.host, args.port, args.behind_proxy, args.config)
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__)
     parser.add_argument("--config", help="luigi.cfg to read besides the default locations")
@@ -84,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                        ("migrate", "convert a bucket written by flixluigi 0.1 to this layout")):
         sub.add_parser(name, help=help + " (a dry run unless --apply)").add_argument(
             "--apply", action="store_true", help="really do it")
+    console = sub.add_parser("console", help="the web console: calendar of days, runs through luigid, JSON API")
+    console.add_argument("--port", type=int, default=8090, help="port to listen on (default 8090)")
+    console.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only; "
+                                                             "anything else belongs behind a TLS reverse proxy)")
+    console.add_argument("--behind-proxy", action="store_true", help="trust the proxy's X-Forwarded-For/-Proto headers "
+                                                                     "(requester address, Secure cookies)")
     args = parser.parse_args(argv)
     if args.config:
         luigi.configuration.add_config_path(args.config)
@@ -98,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "vacuum": lambda: actions.vacuum(args.apply),
         "migrate": lambda: actions.migrate(args.apply),
         "report": lambda: [_write_report(args.start, end, args.out)],
+        "console": lambda: _console(args),
         "plan": lambda: plan.plan(args.task, args.start, end, args.refetch).lines(),
     }
     try:

@@ -66,7 +66,19 @@ class ConsoleError(FlixluigiError, ValueError):
     """A request the web console refuses: a bad input, a range already running, a trigger too many."""
 
     transient = False
-    hint = "correct the request as the message says, or wait for the running run to end"
+    hint = "correct the request as the message says"
+
+
+class RunRefused(ConsoleError):
+    """A trigger over days that are already running (in luigid, or in another run of the console)."""
+
+    hint = "wait for the running run to end, or cancel it"
+
+
+class TooManyTriggers(ConsoleError):
+    """More triggers than [console] triggers_per_minute allows."""
+
+    hint = "wait a minute, or raise [console] triggers_per_minute"
 
 
 class SchedulerUnreachable(FlixluigiError):

@@ -1,14 +1,84 @@
-"""The web console and the dry run it shows: over HTTP against a real luigid, SeaweedFS and the sandbox."""
+"""The web console and the dry run it shows: over HTTP against a real luigid, SeaweedFS and the sandbox,
+and its page through a real browser."""
 
 from __future__ import annotations
 
-from datetime import date
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import pytest
+import requests
+
+from flixluigi import cli
+from flixluigi.console.days import classify
 from flixluigi.ops.plan import plan
-from flixluigi.tasks import CuratedTweets, RawTweets
-from tests.helpers import build
+from flixluigi.ops.status import verify
+from flixluigi.tasks import CuratedTweets, RawTweets, Reprocess
+from tests.conftest import HMAC_KEY, SECRET_KEY, TOKEN, free_port
+from tests.faultproxy import FaultProxy, Rule
+from tests.helpers import build, records
+from tests.test_concurrency import LOG_ENTRY
+from tests.test_luigid import luigid, tasks  # noqa: F401 - the fixture
 
 D = date(2022, 9, 12)
+CONSOLE_TOKEN = "console-token-0123456789abcdef"
+FLIXLUIGI = str(Path(sys.executable).parent / "flixluigi")
+ENDED = ("success", "failed", "cancelled")
+
+
+class Console:
+    """`flixluigi console` as a process of its own, on the test's settings."""
+
+    def __init__(self, pipeline, tmp_path: Path, scheduler_port: int):
+        pipeline.set("console", "state_dir", str(tmp_path / "console"))
+        pipeline.set("console", "scheduler_url", f"http://127.0.0.1:{scheduler_port}")
+        cfg = pipeline.write_cfg(tmp_path / "console.cfg")
+        self.port, self.state = free_port(), tmp_path / "console"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([FLIXLUIGI, "console", "--port", str(self.port)], cwd=tmp_path, text=True,
+                                        env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg), "FLIXLUIGI_CONSOLE_TOKEN": CONSOLE_TOKEN},
+                                        stdout=subprocess.PIPE, stderr=open(tmp_path / "console.err", "w"))  # noqa: SIM115
+        line = self.process.stdout.readline()  # printed once it listens
+        assert line.startswith(f"flixluigi console: {self.url}/"), line + (tmp_path / "console.err").read_text()[-2000:]
+
+    def call(self, method: str, path: str, token: str | None = CONSOLE_TOKEN, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def wait(self, run_id: str) -> dict:
+        """The run once it has ended (polled: it runs a `luigi` process)."""
+        for _ in range(600):
+            run = self.call("GET", f"/api/runs/{run_id}").json()
+            if run["state"] in ENDED:
+                return run
+            time.sleep(0.2)
+        raise AssertionError(f"run {run_id} did not end: {run}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def console(pipeline, luigid, tmp_path) -> Iterator[Console]:  # noqa: F811 - luigid is the imported fixture
+    started: list[Console] = []
+
+    def start() -> Console:
+        started.append(Console(pipeline, tmp_path, luigid))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.stop()
 
 
 def test_plan_reads_stored_counts_only_and_names_what_each_day_gets(pipeline):
@@ -24,3 +94,149 @@ def test_plan_reads_stored_counts_only_and_names_what_each_day_gets(pipeline):
     assert "unknown for 2 day(s)" in refetch.cost_line()
     assert plan("Reprocess", D).days[0].action.startswith("rebuild from raw fetch ")
     assert plan("Compliance", date(2022, 9, 14)).cost_line().endswith("reads no post from the API: no cost")
+
+
+def test_day_states():
+    now = datetime(2022, 9, 20, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    failure = {"task": "Rebuild", "error": "no raw fetch", "at": now - hour}
+    assert classify(False, False, None, None, None, None, now, 24) == ("missing", "no raw fetch stored")
+    assert classify(True, False, None, None, now, None, now, 24)[0] == "stale"
+    assert classify(True, False, failure, None, now, None, now, 24) == ("failed", "Rebuild failed: no raw fetch")
+    assert classify(True, True, failure, now - 2 * hour, now, None, now, 24)[0] == "failed", "the failure is newer"
+    assert classify(True, True, failure, now, now, None, now, 24)[0] == "ok", "a build after the failure mends it"
+    assert classify(True, True, None, now, now - 25 * hour, None, now, 24)[1] == "compliance due: never checked, more than 24 h ago"
+    assert classify(True, True, None, now, now - 25 * hour, now - hour, now, 24)[0] == "ok"
+    assert classify(True, True, None, now, now - 99 * hour, None, now, 0)[0] == "ok", "0: compliance is never due"
+
+
+def test_the_api_needs_the_token_and_refuses_bad_ranges_with_the_cli_line(pipeline, console, tmp_path, capsys):
+    refused = subprocess.run([FLIXLUIGI, "console", "--port", str(free_port())], capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in os.environ.items() if k != "FLIXLUIGI_CONSOLE_TOKEN"})
+    assert refused.returncode == 1 and refused.stderr.startswith("flixluigi: no console token: export $FLIXLUIGI_CONSOLE_TOKEN")
+    app = console()
+    for token in (None, "wrong-token-0123456789abcdef"):
+        answer = app.call("POST", "/api/runs", token=token, json={"task": "Reprocess", "start": "2022-09-12"})
+        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
+        assert app.call("GET", "/api/days?start=2022-09-12", token=token).status_code == 401
+    assert not [p for p in app.state.iterdir() if p.is_dir()], "a refused request starts nothing"
+    assert requests.get(app.url + "/", allow_redirects=False, timeout=10).headers["Location"] == "/login"
+    assert requests.post(app.url + "/login", data={"token": CONSOLE_TOKEN}, timeout=10).status_code == 403, "no CSRF token"
+
+    assert cli.main(["plan", "Reprocess", "--start", "2022-09-14", "--end", "2022-09-12"]) == 1
+    reversed_line = capsys.readouterr().err.strip().removeprefix("flixluigi: ")
+    with pytest.raises(SystemExit):
+        cli.main(["plan", "Reprocess", "--start", "2022-13-01"])
+    malformed = capsys.readouterr().err
+    for body, line in (({"task": "Reprocess", "start": "2022-09-14", "end": "2022-09-12"}, reversed_line),
+                       ({"task": "Backfill", "start": "2022-13-01", "dry_run": True}, "'2022-13-01' is not a date; use "
+                                                                                      "YYYY-MM-DD, e.g. 2022-09-12")):
+        answer = app.call("POST", "/api/runs", json=body)
+        assert (answer.status_code, answer.json()) == (400, {"error": line})
+        assert line in malformed or line == reversed_line
+    answer = app.call("GET", "/api/days?start=2022-09-14&end=2022-09-12")
+    assert (answer.status_code, answer.json()) == (400, {"error": reversed_line})
+    answer = app.call("POST", "/api/v1/dags/flixluigi/dagRuns", json={"conf": {"ui_start_date": "12/09/2022"}})
+    assert (answer.status_code, answer.json()) == (400, {"error": "'12/09/2022' is not a date; use YYYY-MM-DD, e.g. 2022-09-12"})
+
+
+def test_a_trigger_builds_the_days_through_luigid_and_a_second_one_is_refused_while_it_runs(pipeline, console, luigid,  # noqa: F811
+                                                                                             tmp_path):
+    endpoint = pipeline.seaweed.endpoint
+    days = {"start": "2022-09-12", "end": "2022-09-13"}
+    with FaultProxy(endpoint) as proxy:
+        pipeline.set("s3", "endpoint_url", proxy.url)  # the console's runs commit through the proxy
+        commit = proxy.add(Rule("PUT", LOG_ENTRY, "hold"))
+        app = console()
+        pipeline.set("s3", "endpoint_url", endpoint)
+        first = app.call("POST", "/api/runs", json={"task": "Backfill", **days})
+        assert first.status_code == 201, first.text
+        run_id = first.json()["id"]
+        assert commit.reached.wait(60), app.call("GET", f"/api/runs/{run_id}").json()
+        assert app.call("GET", f"/api/runs/{run_id}").json()["state"] == "running"
+        again = app.call("POST", "/api/runs", json={"task": "Reprocess", "start": "2022-09-13", "end": "2022-09-14"})
+        assert again.status_code == 409
+        assert again.json()["error"].startswith("2022-09-13 is running in luigid (CuratedTweets_2022_09_13_"), again.json()
+        airflow = app.call("POST", "/api/v1/dags/flixluigi/dagRuns", json={"conf": {"ui_start_date": "2022-09-12"}})
+        assert airflow.status_code == 409, airflow.text
+        commit.release.set()
+        run = app.wait(run_id)
+    assert run["state"] == "success", run
+    assert run["progress"]["done"] == run["progress"]["tasks"] > 0
+    assert "ran successfully" in run["summary"] and "CuratedTweets" in run["summary"]
+    assert run["luigid"] == f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId={run['task_id']}"
+    done = {(t["name"], t["params"].get("date")) for t in tasks(luigid, "DONE").values()}
+    assert {("CuratedTweets", "2022-09-12"), ("CuratedTweets", "2022-09-13"), ("Backfill", None)} <= done
+    assert verify(D, date(2022, 9, 13)) == []
+    shown = json.dumps(app.call("GET", f"/api/runs/{run_id}").json())
+    for secret in (CONSOLE_TOKEN, TOKEN, HMAC_KEY, SECRET_KEY, f"username={getpass.getuser()}"):
+        assert secret not in shown
+
+    triggered = app.call("POST", "/api/v1/dags/flixluigi/dagRuns",
+                         json={"conf": {"ui_start_date": "2022-09-12", "ui_end_date": "2022-09-13"}})
+    assert triggered.status_code == 200, triggered.text
+    reprocess = app.wait(triggered.json()["dag_run_id"])
+    assert (reprocess["state"], reprocess["task"], reprocess["start"], reprocess["end"], reprocess["refetch"]) == \
+        ("success", "Reprocess", "2022-09-12", "2022-09-13", False), reprocess
+    assert [len(records(endpoint, pipeline.run, day)) for day in ("2022-09-12", "2022-09-13")] == [2, 2], "rebuilt once more"
+    audit = [json.loads(line) for line in (app.state / "audit.log").read_text().splitlines()]
+    assert [(a["action"], a.get("task")) for a in audit] == [("trigger", "Backfill"), ("refused", "Reprocess"),
+                                                             ("refused", "Reprocess"), ("trigger", "Reprocess")]
+    assert all(a["requester"] == "bearer@127.0.0.1" and a["time"] for a in audit)
+
+    app.stop()  # the runs survive a restart of the console
+    listed = console().call("GET", "/api/runs").json()["runs"]
+    assert [(r["id"], r["state"]) for r in listed] == [(reprocess["id"], "success"), (run_id, "success")]
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    """A Chromium page through Playwright (the system's Chromium, never a download), with the page's
+    console errors and every request to a host other than this machine recorded."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+    chromium = os.environ.get("FLIXLUIGI_CHROMIUM") or shutil.which("chromium")
+    if not chromium:
+        pytest.skip("no chromium on PATH: scripts/lib.sh ensure_chromium installs it")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = launched.new_page(viewport={"width": 1280, "height": 1100})
+        page.errors, page.outside = [], []
+        page.on("console", lambda message: page.errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.on("request", lambda request: page.outside.append(request.url)
+                if urlsplit(request.url).hostname not in ("127.0.0.1", "localhost", None) else None)
+        yield page
+        launched.close()
+
+
+def test_the_page_shows_the_days_and_runs_a_dry_run_then_the_run(pipeline, console, browser, tmp_path):
+    assert build(CuratedTweets(date(2022, 9, 11)), RawTweets(date(2022, 9, 10))).scheduling_succeeded
+    build(Reprocess(start=date(2022, 9, 9)))  # no raw day: its Rebuild fails, with its reason
+    app = console()
+    browser.goto(app.url + "/")
+    browser.fill("input[name=token]", CONSOLE_TOKEN)
+    browser.click("button[type=submit]")
+    browser.goto(app.url + "/?view=month&at=2022-09-01")
+    browser.wait_for_function("window.pageReady === true")
+
+    def states() -> dict[str, str]:
+        return {day: browser.get_attribute(f'.day[data-date="2022-09-{day}"]', "data-state") for day in ("09", "10", "11", "12")}
+
+    assert states() == {"09": "failed", "10": "stale", "11": "ok", "12": "missing"}
+    assert "no raw fetch of the day is stored" in browser.get_attribute('.day[data-date="2022-09-09"]', "title")
+    browser.select_option("select[name=task]", "Backfill")
+    browser.fill("input[name=start]", "2022-09-12")
+    browser.click("#dry-run")
+    browser.wait_for_selector("#plan:not([hidden])")
+    assert browser.text_content("#plan-lines").startswith("2022-09-12: fetch from the API, then build (")
+    assert "reads the X API for 1 day(s)" in browser.text_content("#confirm")
+    browser.click("#confirm")
+    browser.wait_for_selector('#run[data-run-state="success"]', timeout=120_000)
+    browser.wait_for_selector('.day[data-date="2022-09-12"][data-state="ok"]')
+    assert states() == {"09": "failed", "10": "stale", "11": "ok", "12": "ok"}
+    assert "ran successfully" in browser.text_content("#run-summary")
+    assert browser.text_content("#totals").startswith("30 days: 2 ok, 1 stale, 26 missing, 1 failed, 0 compliance due · ")
+    browser.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+    if os.environ.get("FLIXLUIGI_SCREENSHOT"):
+        shutil.copy(tmp_path / "console.png", os.environ["FLIXLUIGI_SCREENSHOT"])
+    assert browser.errors == [] and browser.outside == []
