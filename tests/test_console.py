@@ -20,6 +20,8 @@ import requests
 
 from flixluigi import cli
 from flixluigi.console.days import classify
+from flixluigi.console.runs import Runs
+from flixluigi.errors import SchedulerUnreachable, TooManyTriggers
 from flixluigi.ops.plan import plan
 from flixluigi.ops.status import verify
 from flixluigi.tasks import CuratedTweets, RawTweets, Reprocess
@@ -139,13 +141,40 @@ def test_the_api_needs_the_token_and_refuses_bad_ranges_with_the_cli_line(pipeli
     answer = app.call("POST", "/api/v1/dags/flixluigi/dagRuns", json={"conf": {"ui_start_date": "12/09/2022"}})
     assert (answer.status_code, answer.json()) == (400, {"error": "'12/09/2022' is not a date; use YYYY-MM-DD, e.g. 2022-09-12"})
 
+    run_id = app.call("POST", "/api/runs", json={"task": "Compliance", "start": "2022-09-12"}).json()["id"]
+    assert app.call("POST", f"/api/runs/{run_id}/cancel").json()["state"] == "cancelled"
+    assert app.wait(run_id)["state"] == "cancelled"
+    pid = int((app.state / run_id / "pid").read_text())
+    for _ in range(300):  # its whole session is stopped
+        if subprocess.run(["pgrep", "-s", str(pid)], capture_output=True).returncode == 1:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the cancelled run's processes still run")
+    answer = app.call("POST", f"/api/runs/{run_id}/cancel")
+    assert (answer.status_code, answer.json()) == (400, {"error": f"run {run_id} has already ended"})
+    assert app.call("GET", "/api/runs/../../etc").status_code == 404
+
+
+def test_triggers_are_rate_limited_by_the_audit_log(pipeline, tmp_path):
+    runs = Runs(tmp_path / "state", "http://127.0.0.1:9")  # nothing listens: the limit is checked first
+    for _ in range(6):
+        runs.audit("bearer@127.0.0.1", "trigger", task="Backfill")
+    with pytest.raises(TooManyTriggers, match=r"^6 runs were started in the last minute \(\[console\] triggers_per_minute\)"):
+        runs.trigger("Backfill", D, D, False, "bearer@127.0.0.1")
+    pipeline.set("console", "triggers_per_minute", "7")
+    with pytest.raises(SchedulerUnreachable, match=r"^luigid at http://127.0.0.1:9 does not answer"):
+        runs.trigger("Backfill", D, D, False, "bearer@127.0.0.1")
+    assert [json.loads(line)["action"] for line in (tmp_path / "state" / "audit.log").read_text().splitlines()][-2:] == \
+        ["refused", "refused"]
+
 
 def test_a_trigger_builds_the_days_through_luigid_and_a_second_one_is_refused_while_it_runs(pipeline, console, luigid,  # noqa: F811
                                                                                              tmp_path):
     endpoint = pipeline.seaweed.endpoint
     days = {"start": "2022-09-12", "end": "2022-09-13"}
     with FaultProxy(endpoint) as proxy:
-        pipeline.set("s3", "endpoint_url", proxy.url)  # the console's runs commit through the proxy
+        pipeline.set("s3", "endpoint_url", proxy.url)  # the console's runs go through the proxy
         commit = proxy.add(Rule("PUT", LOG_ENTRY, "hold"))
         app = console()
         pipeline.set("s3", "endpoint_url", endpoint)
@@ -161,24 +190,24 @@ def test_a_trigger_builds_the_days_through_luigid_and_a_second_one_is_refused_wh
         assert airflow.status_code == 409, airflow.text
         commit.release.set()
         run = app.wait(run_id)
-    assert run["state"] == "success", run
-    assert run["progress"]["done"] == run["progress"]["tasks"] > 0
-    assert "ran successfully" in run["summary"] and "CuratedTweets" in run["summary"]
-    assert run["luigid"] == f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId={run['task_id']}"
-    done = {(t["name"], t["params"].get("date")) for t in tasks(luigid, "DONE").values()}
-    assert {("CuratedTweets", "2022-09-12"), ("CuratedTweets", "2022-09-13"), ("Backfill", None)} <= done
-    assert verify(D, date(2022, 9, 13)) == []
-    shown = json.dumps(app.call("GET", f"/api/runs/{run_id}").json())
-    for secret in (CONSOLE_TOKEN, TOKEN, HMAC_KEY, SECRET_KEY, f"username={getpass.getuser()}"):
-        assert secret not in shown
+        assert run["state"] == "success", run
+        assert run["progress"]["done"] == run["progress"]["tasks"] > 0
+        assert "ran successfully" in run["summary"] and "CuratedTweets" in run["summary"]
+        assert run["luigid"] == f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId={run['task_id']}"
+        done = {(t["name"], t["params"].get("date")) for t in tasks(luigid, "DONE").values()}
+        assert {("CuratedTweets", "2022-09-12"), ("CuratedTweets", "2022-09-13"), ("Backfill", None)} <= done
+        assert verify(D, date(2022, 9, 13)) == []
+        shown = json.dumps(app.call("GET", f"/api/runs/{run_id}").json())
+        for secret in (CONSOLE_TOKEN, TOKEN, HMAC_KEY, SECRET_KEY, f"username={getpass.getuser()}"):
+            assert secret not in shown
 
-    triggered = app.call("POST", "/api/v1/dags/flixluigi/dagRuns",
-                         json={"conf": {"ui_start_date": "2022-09-12", "ui_end_date": "2022-09-13"}})
-    assert triggered.status_code == 200, triggered.text
-    reprocess = app.wait(triggered.json()["dag_run_id"])
-    assert (reprocess["state"], reprocess["task"], reprocess["start"], reprocess["end"], reprocess["refetch"]) == \
-        ("success", "Reprocess", "2022-09-12", "2022-09-13", False), reprocess
-    assert [len(records(endpoint, pipeline.run, day)) for day in ("2022-09-12", "2022-09-13")] == [2, 2], "rebuilt once more"
+        triggered = app.call("POST", "/api/v1/dags/flixluigi/dagRuns",
+                             json={"conf": {"ui_start_date": "2022-09-12", "ui_end_date": "2022-09-13"}})
+        assert triggered.status_code == 200, triggered.text
+        reprocess = app.wait(triggered.json()["dag_run_id"])
+        assert (reprocess["state"], reprocess["task"], reprocess["start"], reprocess["end"], reprocess["refetch"]) == \
+            ("success", "Reprocess", "2022-09-12", "2022-09-13", False), reprocess
+        assert [len(records(endpoint, pipeline.run, day)) for day in ("2022-09-12", "2022-09-13")] == [2, 2], "rebuilt once more"
     audit = [json.loads(line) for line in (app.state / "audit.log").read_text().splitlines()]
     assert [(a["action"], a.get("task")) for a in audit] == [("trigger", "Backfill"), ("refused", "Reprocess"),
                                                              ("refused", "Reprocess"), ("trigger", "Reprocess")]

@@ -192,6 +192,7 @@ async function follow(id) {
   $('run-luigid').href = run.luigid;
   $('run-summary').textContent = run.summary;
   $('run-log').textContent = run.log;
+  $('run-log').scrollTop = $('run-log').scrollHeight;
   const active = run.state === 'queued' || run.state === 'running';
   $('cancel').hidden = !active;
   if (active) setTimeout(() => follow(id).catch(fail), 1000);

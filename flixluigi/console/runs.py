@@ -39,7 +39,8 @@ TASKS = ("Backfill", "Reprocess", "Compliance")
 RUN_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 LOG_TAIL = 200  # lines of a run's output the page shows
 # The shell that starts a run writes its exit code when it ends, whether or not the console still runs.
-_WRAPPER = '"$@" >"$RUN_DIR/log" 2>&1; echo $? >"$RUN_DIR/exit.tmp" && mv "$RUN_DIR/exit.tmp" "$RUN_DIR/exit"'
+# Its first argument is the run's folder (so the process table tells the run's shell from a reused pid).
+_WRAPPER = 'dir=$1; shift; "$@" >"$dir/log" 2>&1; echo $? >"$dir/exit.tmp" && mv "$dir/exit.tmp" "$dir/exit"'
 _SUMMARY = "===== Luigi Execution Summary ====="
 _STATUS_RE = re.compile(r"Informed scheduler that task\s+(\S+)\s+has status\s+(\w+)")
 
@@ -206,10 +207,10 @@ class Runs:
             record = {"id": run_id, **asked, "requester": requester, "created": since.isoformat(),
                       "command": command, "task_id": self.task_id(task, start, end, refetch, since)}
             (path / "run.json").write_text(json.dumps(record))
-            env = {**os.environ, "RUN_DIR": str(path)}
+            env = dict(os.environ)
             if self.config_path:
                 env["LUIGI_CONFIG_PATH"] = self.config_path
-            child = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "sh", *command], env=env, start_new_session=True,
+            child = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "sh", str(path), *command], env=env, start_new_session=True,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self._children[run_id] = child
             (path / "pid").write_text(str(child.pid))
@@ -243,6 +244,9 @@ class Runs:
             return False
 
     def state(self, path: Path) -> tuple[str, int | None]:
+        child = self._children.get(path.name)
+        if child is not None:
+            child.poll()  # reaps an ended shell of this console (else it lingers as a zombie)
         if (path / "cancelled").exists():
             return "cancelled", None
         if (path / "exit").exists():
