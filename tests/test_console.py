@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,7 +117,15 @@ def test_the_api_needs_the_token_and_refuses_bad_ranges_with_the_cli_line(pipeli
     refused = subprocess.run([FLIXLUIGI, "console", "--port", str(free_port())], capture_output=True, text=True, timeout=60,
                              env={k: v for k, v in os.environ.items() if k != "FLIXLUIGI_CONSOLE_TOKEN"})
     assert refused.returncode == 1 and refused.stderr.startswith("flixluigi: no console token: export $FLIXLUIGI_CONSOLE_TOKEN")
-    app = console()
+    with FaultProxy(pipeline.seaweed.endpoint) as proxy:
+        pipeline.set("s3", "endpoint_url", proxy.url)  # the console's runs go through the proxy
+        held = proxy.add(Rule("*", ".", "hold"))  # the first S3 request of the run to cancel (nothing else here reads S3)
+        app = console()
+        pipeline.set("s3", "endpoint_url", pipeline.seaweed.endpoint)
+        _check_the_api(app, held, capsys)
+
+
+def _check_the_api(app: Console, held: Rule, capsys) -> None:
     for token in (None, "wrong-token-0123456789abcdef"):
         answer = app.call("POST", "/api/runs", token=token, json={"task": "Reprocess", "start": "2022-09-12"})
         assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
@@ -142,10 +151,12 @@ def test_the_api_needs_the_token_and_refuses_bad_ranges_with_the_cli_line(pipeli
     assert (answer.status_code, answer.json()) == (400, {"error": "'12/09/2022' is not a date; use YYYY-MM-DD, e.g. 2022-09-12"})
 
     run_id = app.call("POST", "/api/runs", json={"task": "Compliance", "start": "2022-09-12"}).json()["id"]
+    assert held.reached.wait(60), "the run never reached S3"
     assert app.call("POST", f"/api/runs/{run_id}/cancel").json()["state"] == "cancelled"
     assert app.wait(run_id)["state"] == "cancelled"
     pid = int((app.state / run_id / "pid").read_text())
-    for _ in range(300):  # its whole session is stopped
+    for _ in range(300):  # its whole session is stopped (reading the run reaps the console's own child)
+        app.call("GET", f"/api/runs/{run_id}")
         if subprocess.run(["pgrep", "-s", str(pid)], capture_output=True).returncode == 1:
             break
         time.sleep(0.1)
@@ -154,6 +165,13 @@ def test_the_api_needs_the_token_and_refuses_bad_ranges_with_the_cli_line(pipeli
     answer = app.call("POST", f"/api/runs/{run_id}/cancel")
     assert (answer.status_code, answer.json()) == (400, {"error": f"run {run_id} has already ended"})
     assert app.call("GET", "/api/runs/../../etc").status_code == 404
+
+    browser = requests.Session()
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', browser.get(app.url + "/login", timeout=10).text).group(1)
+    answers = [browser.post(app.url + "/login", data={"_xsrf": xsrf, "token": f"guess-{n}"}, timeout=10).status_code
+               for n in range(11)]
+    assert answers == [401] * 10 + [429], "ten wrong tokens a minute, then no more tries"
+    assert [a["action"] for a in map(json.loads, (app.state / "audit.log").read_text().splitlines())].count("login refused") == 10
 
 
 def test_triggers_are_rate_limited_by_the_audit_log(pipeline, tmp_path):
@@ -194,7 +212,9 @@ def test_a_trigger_builds_the_days_through_luigid_and_a_second_one_is_refused_wh
         assert run["progress"]["done"] == run["progress"]["tasks"] > 0
         assert "ran successfully" in run["summary"] and "CuratedTweets" in run["summary"]
         assert run["luigid"] == f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId={run['task_id']}"
-        done = {(t["name"], t["params"].get("date")) for t in tasks(luigid, "DONE").values()}
+        finished = tasks(luigid, "DONE")
+        assert run["task_id"] in finished, "the link names the run's task as luigid knows it"
+        done = {(t["name"], t["params"].get("date")) for t in finished.values()}
         assert {("CuratedTweets", "2022-09-12"), ("CuratedTweets", "2022-09-13"), ("Backfill", None)} <= done
         assert verify(D, date(2022, 9, 13)) == []
         shown = json.dumps(app.call("GET", f"/api/runs/{run_id}").json())
@@ -208,6 +228,8 @@ def test_a_trigger_builds_the_days_through_luigid_and_a_second_one_is_refused_wh
         assert (reprocess["state"], reprocess["task"], reprocess["start"], reprocess["end"], reprocess["refetch"]) == \
             ("success", "Reprocess", "2022-09-12", "2022-09-13", False), reprocess
         assert [len(records(endpoint, pipeline.run, day)) for day in ("2022-09-12", "2022-09-13")] == [2, 2], "rebuilt once more"
+        report = app.call("GET", "/report?start=2022-09-12&end=2022-09-13")
+        assert report.status_code == 200 and "2022-09-12" in report.text, report.text[:500]
     audit = [json.loads(line) for line in (app.state / "audit.log").read_text().splitlines()]
     assert [(a["action"], a.get("task")) for a in audit] == [("trigger", "Backfill"), ("refused", "Reprocess"),
                                                              ("refused", "Reprocess"), ("trigger", "Reprocess")]
@@ -260,7 +282,10 @@ def test_the_page_shows_the_days_and_runs_a_dry_run_then_the_run(pipeline, conso
     assert browser.text_content("#plan-lines").startswith("2022-09-12: fetch from the API, then build (")
     assert "reads the X API for 1 day(s)" in browser.text_content("#confirm")
     browser.click("#confirm")
-    browser.wait_for_selector('#run[data-run-state="success"]', timeout=120_000)
+    browser.wait_for_selector(", ".join([*(f'#run[data-run-state="{state}"]' for state in ENDED), "#error:not(:empty)"]),
+                              timeout=120_000)
+    assert browser.get_attribute("#run", "data-run-state") == "success", \
+        (browser.text_content("#error"), browser.text_content("#run-summary"), browser.text_content("#run-log")[-3000:])
     browser.wait_for_selector('.day[data-date="2022-09-12"][data-state="ok"]')
     assert states() == {"09": "failed", "10": "stale", "11": "ok", "12": "ok"}
     assert "ran successfully" in browser.text_content("#run-summary")

@@ -154,8 +154,8 @@ class Runs:
         with os.fdopen(fd, "a", encoding="utf-8") as out:
             out.write(json.dumps(entry) + "\n")
 
-    def _recent_triggers(self, seconds: float) -> int:
-        """Runs started in the last `seconds`, from the audit log's tail (whichever console started them)."""
+    def recent(self, action: str, seconds: float = 60) -> int:
+        """Audit entries of `action` in the last `seconds`, from the log's tail (whichever console wrote them)."""
         path = self.folder / "audit.log"
         if not path.exists():
             return 0
@@ -164,7 +164,8 @@ class Runs:
             log.seek(max(0, size - 65536))
             lines = log.read().decode("utf-8", "replace").splitlines()[1 if size > 65536 else 0:]
         since = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
-        return sum(1 for line in lines if '"action": "trigger"' in line and json.loads(line)["time"] >= since)
+        entries = (json.loads(line) for line in lines if f'"action": "{action}"' in line)
+        return sum(1 for entry in entries if entry["time"] >= since)
 
     def command(self, task: str, start: date, end: date, refetch: bool, since: datetime) -> list[str]:
         luigi = str(Path(sys.executable).parent / "luigi")
@@ -210,16 +211,22 @@ class Runs:
             env = dict(os.environ)
             if self.config_path:
                 env["LUIGI_CONFIG_PATH"] = self.config_path
-            child = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "sh", str(path), *command], env=env, start_new_session=True,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.audit(requester, "trigger", id=run_id, **asked)
+            try:
+                child = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "sh", str(path), *command], env=env,
+                                         start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            except OSError as exc:  # the run is recorded as failed, with the reason as its log
+                (path / "log").write_text(f"flixluigi: the run could not start: {first_line(exc)}\n")
+                (path / "exit").write_text("127")
+                return run_id
             self._children[run_id] = child
             (path / "pid").write_text(str(child.pid))
-            self.audit(requester, "trigger", id=run_id, **asked)
         return run_id
 
     def _refuse_if_busy(self, days: list[date]) -> None:
         limit = config.console().triggers_per_minute
-        if self._recent_triggers(60) >= limit:
+        if self.recent("trigger") >= limit:
             raise TooManyTriggers(f"{limit} runs were started in the last minute ([console] triggers_per_minute); "
                                "try again in a minute")
         busy = running_in_luigid(self.scheduler)
@@ -272,11 +279,14 @@ class Runs:
             shown["log"] = visible("\n".join(output.splitlines()[-LOG_TAIL:]), self.hidden)
         return shown
 
-    def list(self) -> list[dict]:
-        """Every run, newest first (no log)."""
-        ids = sorted((p.name for p in self.folder.iterdir() if RUN_ID_RE.match(p.name) and (p / "run.json").exists()),
-                     reverse=True)
-        return [self.get(run_id, log=False) for run_id in ids]
+    def _paths(self) -> list[Path]:
+        """Every run's folder, newest first."""
+        return sorted((p for p in self.folder.iterdir() if RUN_ID_RE.match(p.name) and (p / "run.json").exists()),
+                      reverse=True)
+
+    def list(self, limit: int = 50) -> list[dict]:
+        """The newest runs, newest first (no log)."""
+        return [self.get(path.name, log=False) for path in self._paths()[:limit]]
 
     def cancel(self, run_id: str, requester: str) -> dict:
         """Stop a run's processes (its whole session); it keeps its log, its state is `cancelled`."""

@@ -27,6 +27,7 @@ from flixluigi.dates import day_range
 from flixluigi.errors import ConsoleError, RunRefused, SchedulerUnreachable, TooManyTriggers, first_line
 from flixluigi.ops.plan import TASKS, plan
 
+MAX_REFUSED_LOGINS = 10  # a minute, whoever tries: guessing the token stays hopeless
 MAX_DAYS = 800  # a calendar or API range of more days is refused (two years and then some)
 CSP = ("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -124,6 +125,8 @@ class LoginHandler(Handler):
         self.finish(page.login(self.xsrf_token.decode()))
 
     def post(self) -> None:
+        if self.runs.recent("login refused") >= MAX_REFUSED_LOGINS:
+            raise tornado.web.HTTPError(429, reason=f"{MAX_REFUSED_LOGINS} wrong tokens in the last minute: wait a minute")
         if token_matches(self.get_body_argument("token", ""), self.settings["token"]):
             self.log_in()
             self.runs.audit(f"session@{self.request.remote_ip}", "login")
