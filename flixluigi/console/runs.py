@@ -34,8 +34,8 @@ import requests
 from flixluigi import config
 from flixluigi.dates import day_range
 from flixluigi.errors import ConsoleError, RunRefused, SchedulerUnreachable, TooManyTriggers, first_line
+from flixluigi.ops.plan import TASKS
 
-TASKS = ("Backfill", "Reprocess", "Compliance")
 RUN_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 LOG_TAIL = 200  # lines of a run's output the page shows
 # The shell that starts a run writes its exit code when it ends, whether or not the console still runs.
