@@ -275,6 +275,7 @@ def test_the_page_shows_the_days_and_runs_a_dry_run_then_the_run(pipeline, conso
 
     assert states() == {"09": "failed", "10": "stale", "11": "ok", "12": "missing"}
     assert "no raw fetch of the day is stored" in browser.get_attribute('.day[data-date="2022-09-09"]', "title")
+    assert browser.text_content("#failures").startswith("2022-09-09: Rebuild failed: 2022-09-09: no raw fetch of the day is stored")
     browser.select_option("select[name=task]", "Backfill")
     browser.fill("input[name=start]", "2022-09-12")
     browser.click("#dry-run")

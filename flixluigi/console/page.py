@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from flixluigi.console.days import DayView
 
 LEGEND = (("ok", "ok"), ("stale", "stale"), ("missing", "missing"), ("failed", "failed"), ("compliance", "compliance due"))
+FAILED_SHOWN = 20  # failed days listed with their reasons under the calendar (all have it on hover)
 TASK_HELP = {"Backfill": "fetch and build the days that are missing", "Reprocess": "rebuild stored days (new versions)",
              "Compliance": "apply X's batch compliance to stored days"}
 
@@ -70,9 +71,12 @@ def calendar_html(views: list[DayView], totals: dict, view: str, anchor: date) -
     line = (f'{totals["days"]} days: {totals["ok"]} ok, {totals["stale"]} stale, {totals["missing"]} missing, '
             f'{totals["failed"]} failed, {totals["compliance"]} compliance due · {totals["posts"]:,} posts · '
             f'${totals["cost"]:.2f}')
+    failed = [v for v in views if v.state == "failed"]
+    reasons = "".join(f"<li>{v.day}: {escape(v.reason)}</li>" for v in failed[:FAILED_SHOWN])
+    more = f"<li>and {len(failed) - FAILED_SHOWN} more failed days</li>" if len(failed) > FAILED_SHOWN else ""
     return (f'<div id="calendar" data-start="{first}" data-end="{last}"><nav>{nav}</nav><p class="legend">{legend}</p>'
             f'<div class="months {view}">{"".join(_month(y, m, by_day, view == "year") for y, m in months)}</div>'
-            f'<p id="totals">{escape(line)}</p></div>')
+            f'<p id="totals">{escape(line)}</p><ul id="failures">{reasons}{more}</ul></div>')
 
 
 def runs_html(runs: list[dict]) -> str:
