@@ -104,7 +104,7 @@ class Tab:
 
     def goto(self, target: str | Path) -> Tab:
         """Load a URL or local file and wait until it has loaded and drawn (window.pageReady, fonts)."""
-        url = target if isinstance(target, str) and "://" in target else Path(target).resolve().as_uri()
+        url = target if isinstance(target, str) and urlsplit(target).scheme else Path(target).resolve().as_uri()
         try:
             answer = self.page.goto(url, wait_until="load")
         except PlaywrightError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import luigi.configuration
 
 from flixluigi.errors import FlixluigiError, first_line
-from flixluigi.ops import actions, metrics, s3check, status
+from flixluigi.ops import actions, metrics, plan, s3check, status
 from flixluigi.store import rejected
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.s3 import Storage
@@ -55,6 +55,13 @@ def _metrics(first_day: str | None, gateway: str | None) -> str:
     return metrics.push(text, gateway) if gateway else text.rstrip("\n")
 
 
+def _console(args: argparse.Namespace) -> list[str]:
+    from flixluigi.console.server import serve  # tornado: only this command needs the server
+
+    serve(args.host, args.port, args.behind_proxy, args.config)
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__)
     parser.add_argument("--config", help="luigi.cfg to read besides the default locations")
@@ -79,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     with_day("history", "every version of a day: when, from which raw fetch, key id, rows")
     with_day("restore", "make a version of one day current again (a new commit)").add_argument(
         "--version", type=int, required=True, help="table version, from `flixluigi history`")
+    planned = with_range("plan", "dry run of a Backfill, Reprocess or Compliance: days, expected posts (stored counts "
+                                 "only), cost, what would be rebuilt")
+    planned.add_argument("task", choices=("Backfill", "Reprocess", "Compliance"))
+    planned.add_argument("--refetch", action="store_true", help="Reprocess: fetch the raw days again from the API")
     with_range("report", "a self-contained HTML report of a range").add_argument(
         "--out", required=True, help="where to write the HTML file")
     for name, help in (("vacuum", "delete superseded table files and raw fetches past [storage] keep_versions_days"),
@@ -91,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("s3check", help="whether the S3 server does what the pipeline relies on (run before the first run)")
     check.add_argument("--writers", type=int, default=s3check.WRITERS, help=f"concurrent put-if-absent writers (default {s3check.WRITERS})")
     check.add_argument("--rounds", type=int, default=s3check.ROUNDS, help=f"rounds of them, each on a new key (default {s3check.ROUNDS})")
+    console = sub.add_parser("console", help="the web console: calendar of days, runs through luigid, JSON API")
+    console.add_argument("--port", type=int, default=8090, help="port to listen on (default 8090)")
+    console.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only; "
+                                                             "anything else belongs behind a TLS reverse proxy)")
+    console.add_argument("--behind-proxy", action="store_true", help="trust the proxy's X-Forwarded-For/-Proto headers "
+                                                                     "(requester address, Secure cookies)")
     args = parser.parse_args(argv)
     if args.config:
         luigi.configuration.add_config_path(args.config)
@@ -107,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         "report": lambda: [_write_report(args.start, end, args.out)],
         "s3check": lambda: [s3check.s3check(args.writers, args.rounds)],
         "metrics": lambda: [_metrics(args.first_day, args.push)],
+        "console": lambda: _console(args),
+        "plan": lambda: plan.plan(args.task, args.start, end, args.refetch).lines(),
     }
     try:
         lines = commands[args.command]()

@@ -134,7 +134,22 @@ class notify(luigi.Config):  # noqa: N801
                                                             "the `luigi` command line's scheduler options")
 
 
-SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance, sharing)
+class console(luigi.Config):  # noqa: N801
+    """The web console (`flixluigi console`): where it keeps its runs, whom it asks, what it shows."""
+
+    token_env = luigi.Parameter(default="FLIXLUIGI_CONSOLE_TOKEN",
+                                description="environment variable that holds the console's access token; unset: it will not start")
+    state_dir = luigi.Parameter(default="", description="folder of the console's runs and audit log; empty: "
+                                                        "$XDG_STATE_HOME/flixluigi-console (~/.local/state/flixluigi-console)")
+    scheduler_url = luigi.Parameter(default="", description="luigid that runs are started against and asked which days "
+                                                            "run; empty: [core] scheduler_host and scheduler_port")
+    compliance_due_hours = luigi.FloatParameter(default=24.0, description="a stored day not checked by Compliance within "
+                                                "this many hours of its fetch or last check is shown as compliance due; 0: never")
+    triggers_per_minute = luigi.IntParameter(default=6, description="runs the console starts per minute at most, whoever asks")
+    workers = luigi.IntParameter(default=1, description="--workers of the runs the console starts")
+
+
+SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance, sharing, console)
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -154,7 +169,7 @@ def _load(section: type[luigi.Config]) -> luigi.Config:
 
 def check_settings() -> None:
     """Every section parses and every value can work, before any work starts."""
-    s, d, x, _, n, c, _ = (_load(section) for section in SECTIONS)
+    s, d, x, _, n, c, _, _ = (_load(section) for section in SECTIONS)
     limits = search_limits(x.endpoint, x.tweet_fields)
     annotated = " with context_annotations in tweet_fields" if limits != search_limits(x.endpoint) else ""
     problems = [

@@ -62,6 +62,34 @@ class InvalidRange(FlixluigiError, ValueError):
     transient = False
 
 
+class ConsoleError(FlixluigiError, ValueError):
+    """A request the web console refuses: a bad input, a range already running, a trigger too many."""
+
+    transient = False
+    hint = "correct the request as the message says"
+
+
+class RunRefused(ConsoleError):
+    """A trigger over days that are already running (in luigid, or in another run of the console)."""
+
+    transient = False
+    hint = "wait for the running run to end, or cancel it"
+
+
+class TooManyTriggers(ConsoleError):
+    """More triggers than [console] triggers_per_minute allows."""
+
+    transient = False
+    hint = "wait a minute, or raise [console] triggers_per_minute"
+
+
+class SchedulerUnreachable(FlixluigiError):
+    """luigid does not answer: the console cannot tell which days are running, so it starts nothing."""
+
+    transient = False  # the console never retries it: the operator asks again
+    hint = "start luigid (scripts/luigid.sh start) or fix [console] scheduler_url, then retry"
+
+
 # The X API (search, counts, usage).
 
 class XApiError(FlixluigiError):

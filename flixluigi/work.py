@@ -135,7 +135,7 @@ def fetch_counts(store: Storage, month: date, report: Reporter) -> dict:
     return stored
 
 
-def _stored_counts(store: Storage, day: date) -> dict[str, int]:
+def stored_counts(store: Storage, day: date) -> dict[str, int]:
     """The counts endpoint's posts per day of the day's month, as stored ({} if none are, or of another query)."""
     key = layout().counts_key(day)
     if not store.exists(key):
@@ -146,7 +146,7 @@ def _stored_counts(store: Storage, day: date) -> dict[str, int]:
 
 def expected_posts(store: Storage, day: date) -> int | None:
     """What the counts endpoint expects for the day, from the month's stored counts (None if unknown)."""
-    return _stored_counts(store, day).get(day.isoformat())
+    return stored_counts(store, day).get(day.isoformat())
 
 
 def _check_budget(client: XClient, day: date, expected: int | None) -> None:
@@ -261,7 +261,7 @@ def chain_days(store: Storage, day: date, span: tuple[date, date]) -> list[date]
     each alone, and 1 per 10 days in a chain; the 1.1x-of-ideal target needs chains of ten full pages
     or more (~100 small days a chain), and a chain never leaves its month (its counts are the month's)."""
     cfg, size = config.xapi(), config.page_size()
-    counts = _stored_counts(store, day)
+    counts = stored_counts(store, day)
     total = counts.get(day.isoformat(), 0)
     if cfg.chain_posts <= 0 or not 0 < total < size:
         return [day]
@@ -297,7 +297,7 @@ def fetch_chain(store: Storage, days: list[date], report: Reporter) -> dict:
     cfg, where, codec = config.xapi(), layout(), config.storage().raw_codec
     first, last = days[0], days[-1]
     window = Window(day_window(first, cfg.endpoint).start, day_window(last, cfg.endpoint).end)
-    counts = _stored_counts(store, first)
+    counts = stored_counts(store, first)
     expected = {day: counts.get(day.isoformat()) for day in days}
     max_pages, deadline = page_bounds(sum(n or 0 for n in expected.values()))
     client = make_client(on_status=report.progress, deadline=deadline)
@@ -470,9 +470,16 @@ def check_backfill_budget(state: Snapshot, days: list[date], what: str) -> None:
             raise OverBudget(f"{what}: {problem}")
 
 
+def reprocess_action(state: Snapshot, day: date, refetch: bool) -> str:
+    """What a Reprocess does to one day: one phrase, shared by its dry run, `flixluigi plan` and the console."""
+    if refetch:
+        return "re-fetch from the API, then rebuild"
+    if state.raw_complete(day):
+        return f"rebuild from raw fetch {state.raw[day].current}"
+    return "NO RAW DAY: would fail (use --refetch)"
+
+
 def reprocess_plan(days: list[date], refetch: bool) -> list[str]:
     """What a Reprocess would do to each day, one line a day (its dry run)."""
     state = snapshot(False, days)
-    return [f"dry run: {day}: " + ("re-fetch from the API, then rebuild" if refetch else
-                                    f"rebuild from raw fetch {state.raw[day].current}" if state.raw_complete(day) else
-                                    "NO RAW DAY: would fail (use --refetch)") for day in days]
+    return [f"dry run: {day}: {reprocess_action(state, day, refetch)}" for day in days]

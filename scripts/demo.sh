@@ -35,3 +35,6 @@ python -m devkit.browser "$RUN_DIR/report.html" "$RUN_DIR/report.png" >/dev/null
 echo "== report: $RUN_DIR/report.html  screenshot: $RUN_DIR/report.png"
 echo "== data stays in $RUN_DIR/seaweedfs between runs; a second run finds the day complete"
 echo "== to go on by hand: . scripts/env.sh && scripts/seaweedfs.sh start && scripts/sandbox.sh start"
+CONSOLE_PORT=${FLIXLUIGI_CONSOLE_PORT:-8090}
+echo "== web console: scripts/luigid.sh start && flixluigi console --port $CONSOLE_PORT"
+echo "   then open http://127.0.0.1:$CONSOLE_PORT/ and log in with \$FLIXLUIGI_CONSOLE_TOKEN (scripts/env.sh sets a local one)"

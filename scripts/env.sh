@@ -26,5 +26,7 @@ export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-flixluigi-local-secret}
 export X_BEARER_TOKEN=${X_BEARER_TOKEN:-sandbox-bearer-token}
 export SANDBOX_BEARER_TOKEN=${SANDBOX_BEARER_TOKEN:-$X_BEARER_TOKEN}
 export FLIXLUIGI_HMAC_KEY=${FLIXLUIGI_HMAC_KEY:-flixluigi-demo-key-not-secret-0123456789}
+# The web console's token (`flixluigi console`), public like the demo key: loopback use only.
+export FLIXLUIGI_CONSOLE_TOKEN=${FLIXLUIGI_CONSOLE_TOKEN:-flixluigi-demo-console-token-not-secret}
 
 unset _flixluigi_root _flixluigi_venv

@@ -297,6 +297,8 @@ def test_demo_leaves_running_what_it_did_not_start_and_the_readme_works_after_it
         raise AssertionError("the sandbox the demo started still answers")
     assert "== seaweedfs already running: the demo uses it and leaves it running" in demo.stdout
     assert "X API sandbox running" in demo.stdout
+    assert "== web console: scripts/luigid.sh start && flixluigi console --port 8090\n" \
+           "   then open http://127.0.0.1:8090/ and log in with $FLIXLUIGI_CONSOLE_TOKEN" in demo.stdout
 
     shell = {key: env[key] for key in ("HOME", "LUIGI_CONFIG_PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                        "FLIXLUIGI_HMAC_KEY") if key in env}
