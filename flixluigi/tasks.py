@@ -257,12 +257,20 @@ class DayTask(NeverDisabled, luigi.Task):
         """A failure marker for `flixluigi status` (best effort: S3 may be what failed), and the run's last line."""
         line = _report_failure(self, exception)
         try:
+            now = datetime.now(UTC)
             self.storage.put_json(layout().failure_key(self.task_family, self.date),
                                   {"task": str(self), "error": first_line(exception), "hint": hint_of(exception),
-                                   "failed_at": datetime.now(UTC).isoformat()})
+                                   "started_at": getattr(self, "started_at", now).isoformat(), "failed_at": now.isoformat()})
         except Exception as exc:
             log.warning("could not record the failure of %s in S3: %s", self, first_line(exc))
         return line
+
+
+@DayTask.event_handler(luigi.Event.START)
+def _attempt_started(task: DayTask) -> None:
+    """When the attempt began, in the process that runs it: its failure marker is outdated by any
+    success written after that (`store.layout.current_failure`)."""
+    task.started_at = datetime.now(UTC)
 
 
 class MonthCounts(NeverDisabled, luigi.Task):

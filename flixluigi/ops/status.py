@@ -14,7 +14,7 @@ import orjson
 from flixluigi import config
 from flixluigi.dates import day_range
 from flixluigi.store.lake import CuratedTable
-from flixluigi.store.layout import Layout
+from flixluigi.store.layout import Layout, current_failure
 from flixluigi.store.rawio import open_raw
 from flixluigi.store.s3 import Storage
 from flixluigi.store.state import Snapshot, day_versions, layout, pointer_of, record_of
@@ -48,8 +48,9 @@ def status(start: date, end: date) -> list[DayStatus]:
     for day in days:
         record = record_of(store, state, day)
         curated = "ok" if key_id and state.curated_complete(day, key_id, sharing()) else "stale" if record else "missing"
-        failed = sorted(key for (_family, failed_day), key in failures.items() if failed_day == day)
-        failure = store.get_json(failed[0]) if failed else None
+        markers = [store.get_json(key) for (_family, failed_day), key in sorted(failures.items()) if failed_day == day]
+        failure = max((m for m in markers if current_failure(m, state.raw.get(day), state.records.get(day, []))),
+                      key=lambda m: m.get("failed_at", ""), default=None)
         result.append(DayStatus(day, "ok" if state.raw_complete(day) else "missing", curated, record,
                                 pointer_of(store, state.raw.get(day)), failure))
     return result
