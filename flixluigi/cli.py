@@ -50,19 +50,34 @@ def _write_report(start: date, end: date, out: str) -> str:
     return f"report of {start}..{end} written to {out}"
 
 
+ERROR_EXIT = "1 on an error (one line on stderr that names it and the fix), 2 on bad arguments"
+# What each command's exit code means: cron lines and monitors act on it.
+EXIT_CODES = {
+    "verify": "exit codes: 0 every day is whole and current, 1 a problem or a missing day (one line each) or an error, "
+              "2 on bad arguments",
+    "status": f"exit codes: 0 the days are listed (a failed day is shown, not an error), {ERROR_EXIT}; the HMAC key is "
+              "needed to tell current days from stale ones",
+}
+
+
+def _exit_codes(name: str) -> str:
+    return EXIT_CODES.get(name, f"exit codes: 0 done, {ERROR_EXIT}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__, epilog=f"{_exit_codes('')}; verify also exits 1 when a day "
+                                     "has a problem or is missing")
     parser.add_argument("--config", help="luigi.cfg to read besides the default locations")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_range(name: str, help: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help)
+        command = sub.add_parser(name, help=help, epilog=_exit_codes(name))
         command.add_argument("--start", type=parse_day, required=True, help="first UTC day, YYYY-MM-DD")
         command.add_argument("--end", type=parse_day, help="last UTC day, inclusive (default: --start)")
         return command
 
     def with_day(name: str, help: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help)
+        command = sub.add_parser(name, help=help, epilog=_exit_codes(name))
         command.add_argument("--date", type=parse_day, required=True, help="UTC day, YYYY-MM-DD")
         return command
 
@@ -78,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", required=True, help="where to write the HTML file")
     for name, help in (("vacuum", "delete superseded table files and raw fetches past [storage] keep_versions_days"),
                        ("migrate", "convert a bucket written by flixluigi 0.1 to this layout")):
-        sub.add_parser(name, help=help + " (a dry run unless --apply)").add_argument(
+        sub.add_parser(name, help=help + " (a dry run unless --apply)", epilog=_exit_codes(name)).add_argument(
             "--apply", action="store_true", help="really do it")
     args = parser.parse_args(argv)
     if args.config:

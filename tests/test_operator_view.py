@@ -7,7 +7,7 @@ from datetime import date
 
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, Reprocess
+from flixluigi import CuratedTweets, Reprocess, cli
 from flixluigi.ops.status import status
 from flixluigi.store.layout import RawDay, current_failure
 from tests.helpers import build, failure_key, keys
@@ -38,3 +38,22 @@ def test_a_later_success_of_another_task_outdates_a_failed_reprocess(pipeline, c
     assert code == 0 and "FAILED" not in lines[0] and " curated: ok " in lines[0], lines
     (whole,) = status(DAY, DAY)
     assert whole.failure is None and whole.curated == "ok"
+
+
+def test_status_without_the_key_exits_non_zero_naming_it(pipeline, monkeypatch, capsys):
+    """Finding 2: without the key every curated day looked stale, and status exited 0."""
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    monkeypatch.delenv("FLIXLUIGI_HMAC_KEY")
+    code, out, err = run_cli(capsys, "status", "--start", str(DAY))
+    assert code == 1 and out == [] and len(err) == 1
+    assert "HMAC key" in err[0] and "$FLIXLUIGI_HMAC_KEY" in err[0], err
+
+
+def test_every_subcommand_documents_its_exit_codes(capsys):
+    for command in ("summary", "status", "verify", "estimate", "history", "restore", "report", "vacuum", "migrate"):
+        try:
+            cli.main([command, "--help"])
+        except SystemExit as done:
+            assert done.code == 0
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert "exit codes: 0 " in help_text and "2 on bad arguments" in help_text, (command, help_text)

@@ -13,6 +13,7 @@ import orjson
 
 from flixluigi import config
 from flixluigi.dates import day_range
+from flixluigi.errors import HmacKeyError
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.layout import Layout, current_failure
 from flixluigi.store.rawio import open_raw
@@ -42,12 +43,12 @@ def status(start: date, end: date) -> list[DayStatus]:
     failures = Layout.failures(list(store.list_keys(where.failures_prefix())))
     try:
         key_id = pseudonymizer().key_id
-    except ValueError:
-        key_id = ""
+    except HmacKeyError as exc:  # without it every curated day would look stale
+        raise HmacKeyError(f"status tells current curated days from stale ones by the HMAC key's id: {exc}") from None
     result = []
     for day in days:
         record = record_of(store, state, day)
-        curated = "ok" if key_id and state.curated_complete(day, key_id, sharing()) else "stale" if record else "missing"
+        curated = "ok" if state.curated_complete(day, key_id, sharing()) else "stale" if record else "missing"
         markers = [store.get_json(key) for (_family, failed_day), key in sorted(failures.items()) if failed_day == day]
         failure = max((m for m in markers if current_failure(m, state.raw.get(day), state.records.get(day, []))),
                       key=lambda m: m.get("failed_at", ""), default=None)
