@@ -278,20 +278,20 @@ def chain_days(store: Storage, day: date) -> list[date]:
     return sorted(chain)
 
 
-def fetch_days(store: Storage, day: date, report: Reporter) -> dict:
+def fetch_days(store: Storage, day: date, report: Reporter) -> dict[date, dict]:
     """The day's fetch: with its missing low-volume neighbours as one request chain when the month's
-    stored counts allow (`chain_days`), else alone. Returns the day's pointer."""
+    stored counts allow (`chain_days`), else alone. Returns the pointer of every day it wrote."""
     days = chain_days(store, day)
-    return fetch_chain(store, days, report) if len(days) > 1 else fetch_day(store, day, report)
+    return fetch_chain(store, days, report) if len(days) > 1 else {day: fetch_day(store, day, report)}
 
 
-def fetch_chain(store: Storage, days: list[date], report: Reporter) -> dict:
+def fetch_chain(store: Storage, days: list[date], report: Reporter) -> dict[date, dict]:
     """Consecutive days as one request chain over their whole window, each written as its own fetch
     and pointer. A page is kept verbatim in the fetch of every day it holds posts of, its
     `__flixluigi` naming the chain and the posts that are the day's. Pages come newest first: once a
     post older than a day has arrived, that day is whole. If the chain breaks, the days it covered
     whole are written and the error is raised for the first day; the rest stay missing and fetch
-    as their own chain when their task runs. Returns the first day's pointer."""
+    as their own chain when their task runs. Returns each day's pointer (what the run's summary counts)."""
     cfg, where, codec = config.xapi(), layout(), config.storage().raw_codec
     first, last = days[0], days[-1]
     window = Window(day_window(first, cfg.endpoint).start, day_window(last, cfg.endpoint).end)
@@ -360,7 +360,7 @@ def fetch_chain(store: Storage, days: list[date], report: Reporter) -> dict:
     if first in refused:
         raise refused[first]
     report.progress(f"done: {client.stats.pages} pages, {client.stats.tweets} tweets of {len(days)} days", 100)
-    return written[first]
+    return written
 
 
 def _empty_day(day: date, report: Reporter) -> str:

@@ -3,18 +3,44 @@ restore say what is stored and why, and say nothing false."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 from luigi.execution_summary import LuigiStatusCode
 
 from flixluigi import CuratedTweets, Reprocess, cli
+from flixluigi.dates import compact
 from flixluigi.ops.status import status
 from flixluigi.store.layout import RawDay, current_failure
+from flixluigi.summary import summarise, text
 from tests.helpers import build, failure_key, keys
 from tests.test_faults import since_now
 from tests.test_operations import run_cli
 
 DAY, NEXT = date(2022, 9, 12), date(2022, 9, 13)
+LUIGI = str(Path(sys.executable).parent / "luigi")
+
+
+def luigi_run(pipeline, tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`luigi --module flixluigi ...` as an operator runs it, with the test's settings as luigi.cfg."""
+    cfg = pipeline.write_cfg(tmp_path / "luigi.cfg")
+    command = [LUIGI, "--module", "flixluigi", *args]
+    return subprocess.run(command, env={**os.environ, "LUIGI_CONFIG_PATH": str(cfg), **(env or {})}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
+def flixluigi_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("flixluigi: ")]
+
+
+def summary_json(stderr: str) -> dict:
+    (line,) = [line for line in stderr.splitlines() if line.startswith('{"flixluigi_run"')]
+    return json.loads(line)
 
 
 def test_a_failure_counts_only_while_no_later_pointer_or_record_exists():
@@ -57,3 +83,47 @@ def test_every_subcommand_documents_its_exit_codes(capsys):
             assert done.code == 0
         help_text = " ".join(capsys.readouterr().out.split())
         assert "exit codes: 0 " in help_text and "2 on bad arguments" in help_text, (command, help_text)
+
+
+def test_a_run_ends_with_one_summary_in_text_and_json_under_two_workers(pipeline, tmp_path):
+    """Finding 3: a run said nothing of what it did. Day tasks record outcomes in the run's folder
+    (forked children under --workers 2; RangeDaily itself never runs), the parent prints them."""
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    done = luigi_run(pipeline, tmp_path, "RangeDaily", "--of", "CuratedTweets", "--start", str(DAY), "--stop", "2022-09-15",
+                     "--workers", "2", "--local-scheduler")
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = summary_json(done.stderr)
+    assert data["days"]["complete"] == [str(DAY)]
+    assert data["days"]["fetched"] == data["days"]["curated"] == ["2022-09-13", "2022-09-14"]
+    assert data["days"]["failed"] == [] and data["failures"] == []
+    assert data["posts_read"] > 0 and data["cost_usd"] > 0 and 0 < data["rows_published"] <= data["posts_read"]
+    (text,) = [line for line in flixluigi_lines(done.stderr) if "run summary:" in line]
+    assert f"fetched 2 days (2022-09-13..2022-09-14); curated 2 days (2022-09-13..2022-09-14); already complete 1 day ({DAY})" in text
+    assert f"{data['posts_read']} posts read, ~${data['cost_usd']:.2f}, {data['rows_published']} rows published" in text
+    assert "CuratedTweets: 2 of 2 days done (0 failed), ETA 0:00:00" in done.stderr
+
+
+def test_a_failed_reprocess_prints_a_resume_command_that_works(pipeline, tmp_path):
+    """Finding 5: the resume value did not parse as --since (exit 40); a failed Reprocess printed none."""
+    failed = luigi_run(pipeline, tmp_path, "Reprocess", "--start", str(DAY), "--end", str(NEXT), "--local-scheduler")
+    assert failed.returncode == 30, failed.stderr[-3000:]
+    lines = flixluigi_lines(failed.stderr)
+    (resume,) = [line.split("resume it with: ", 1)[1] for line in lines if "resume it with: " in line]
+    assert resume.startswith(f"luigi --module flixluigi Reprocess --start {DAY} --end {NEXT} --since ")
+    assert resume.endswith(" --local-scheduler")
+    assert lines[-1].startswith("flixluigi: Rebuild ") and summary_json(failed.stderr)["days"]["failed"] == [str(DAY), str(NEXT)]
+    for day in (DAY, NEXT):
+        assert build(CuratedTweets(day)).status == LuigiStatusCode.SUCCESS
+    again = luigi_run(pipeline, tmp_path, *shlex.split(resume)[3:])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resume it with" not in again.stderr and "Reprocess: 2 day(s) rebuilt since" not in again.stderr
+
+
+def test_days_are_summarised_as_compact_ranges():
+    assert compact([date(2022, 9, 14), date(2022, 9, 12), date(2022, 9, 13), date(2022, 9, 20)]) == \
+        "2022-09-12..2022-09-14, 2022-09-20"
+    data = summarise("r", [{"outcome": "complete", "day": "2022-09-12"}, {"outcome": "failed", "day": "2022-09-12"},
+                           {"outcome": "compliance", "days": ["2022-09-12"], "removed": {"posts removed": 3}}], ["x failed"])
+    assert data["days"]["complete"] == [] and data["days"]["failed"] == ["2022-09-12"]
+    assert text(data) == "run summary: failed 1 day (2022-09-12); compliance checked 1 day, removed 3 posts removed; " \
+                         "0 posts read, ~$0.00, 0 rows published"
