@@ -21,10 +21,21 @@ from typing import TYPE_CHECKING, ClassVar
 import luigi
 import luigi.configuration
 import luigi.interface
+from luigi.cmdline_parser import CmdlineParser
+from luigi.tools.range import RangeBase
 
 from flixluigi import config, runs
 from flixluigi.dates import day_range
-from flixluigi.errors import InvalidRange, OverBudget, SettingsError, Unauthorized, first_line, hint_of
+from flixluigi.errors import (
+    FlixluigiError,
+    InvalidDate,
+    InvalidRange,
+    OverBudget,
+    SettingsError,
+    Unauthorized,
+    first_line,
+    hint_of,
+)
 from flixluigi.notify import WARNING_EVENT
 from flixluigi.store.s3 import Storage
 from flixluigi.store.state import Snapshot, current, layout, snapshot
@@ -63,19 +74,47 @@ os.register_at_fork(before=_load_commit_modules)
 STARTED = datetime.now(UTC).replace(tzinfo=None)
 
 
-def _report_failure(task: luigi.Task, exception: BaseException) -> str:
-    """The one line the run ends with, with what to do about it (a day's task names its day)."""
+def _report_failure(task: luigi.Task | str, exception: BaseException) -> str:
+    """The one line the run ends with, with what to do about it (a day's task names its day, and
+    its hint's commands name it too); `task` may be the line's subject itself."""
     day = getattr(task, "date", None)
-    subject = f"{task.task_family} {day.isoformat()}" if day else task.task_family
-    line = f"{subject} failed: {first_line(exception)} (fix: {hint_of(exception)})"
+    subject = task if isinstance(task, str) else f"{task.task_family} {day.isoformat()} failed" if day else \
+        f"{task.task_family} failed"
+    line = f"{subject}: {first_line(exception)} (fix: {hint_of(exception, day)})"
     runs.record_failure(line)
     return line
 
 
+def _refuse(task: luigi.Task | str, error: FlixluigiError) -> None:
+    """A bad argument. Under the `luigi` command it ends the command at once, before any work, with
+    exit code 2 and its one line last (Luigi would print an "Uncaught exception" traceback and exit
+    40); in `luigi.build` (a program, a test) it is raised as it is."""
+    if CmdlineParser.get_instance() is None:
+        raise error
+    _report_failure(task, error)
+    raise SystemExit(2)
+
+
+@luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
+def _broken(task: luigi.Task, exception: BaseException) -> None:
+    """A task whose requires() raised, in the process that schedules it: its line, not Luigi's
+    banner, ends the run."""
+    _report_failure(task, exception)
+
+
+@RangeBase.event_handler(luigi.Event.DEPENDENCY_MISSING)
+def _reversed_range(task: RangeBase) -> None:
+    """Luigi's RangeDaily refuses a reversed range in complete() ("Can't have start > stop", exit 35
+    after its banner); its line with the fix comes from here, where it is scheduled (a task class of
+    ours named RangeDaily would make `luigi RangeDaily` ambiguous)."""
+    if task.start and task.stop and task.start > task.stop:
+        _report_failure(task, InvalidRange(f"--stop {task.stop} is before --start {task.start}",
+                                           hint="give --start the first day and --stop the day after the last "
+                                                f"(exclusive), e.g. --start {task.stop} --stop {task.start}"))
+
+
 def _scheduler_options() -> list[str]:
     """How the running `luigi` command reaches its scheduler, for a command it prints to run again."""
-    from luigi.cmdline_parser import CmdlineParser
-
     if CmdlineParser.get_instance() is None:
         return []
     core = luigi.interface.core()
@@ -113,7 +152,8 @@ class DayParameter(luigi.DateParameter):
         try:
             return super().parse(s)
         except ValueError:
-            raise ValueError(f"{s!r} is not a date: use YYYY-MM-DD, e.g. 2022-09-12") from None
+            _refuse("bad argument", InvalidDate(f"{s!r} is not a date: use YYYY-MM-DD, e.g. 2022-09-12"))
+            raise
 
 
 class NeverDisabled:
@@ -296,7 +336,7 @@ class DayTask(NeverDisabled, luigi.Task):
         try:
             now = datetime.now(UTC)
             self.storage.put_json(layout().failure_key(self.task_family, self.date),
-                                  {"task": str(self), "error": first_line(exception), "hint": hint_of(exception),
+                                  {"task": str(self), "error": first_line(exception), "hint": hint_of(exception, self.date),
                                    "started_at": getattr(self, "started_at", now).isoformat(), "failed_at": now.isoformat()})
         except Exception as exc:
             log.warning("could not record the failure of %s in S3: %s", self, first_line(exc))
@@ -406,8 +446,7 @@ class RangeTask(NeverDisabled, luigi.Task):
         try:
             day_range(self.start, self.end)
         except InvalidRange as error:
-            _report_failure(self, error)
-            raise
+            _refuse(self, error)
 
     @property
     def days(self) -> list[date]:

@@ -11,13 +11,16 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, Reprocess, cli
+from flixluigi import CuratedTweets, Reprocess, cli, errors
 from flixluigi.dates import compact
+from flixluigi.errors import hint_of
 from flixluigi.ops.status import status
 from flixluigi.store.layout import RawDay, current_failure
 from flixluigi.summary import summarise, text
+from flixluigi.xapi.client import day_window
 from tests.helpers import build, failure_key, keys
 from tests.test_faults import since_now
 from tests.test_operations import run_cli
@@ -127,3 +130,52 @@ def test_days_are_summarised_as_compact_ranges():
     assert data["days"]["complete"] == [] and data["days"]["failed"] == ["2022-09-12"]
     assert text(data) == "run summary: failed 1 day (2022-09-12); compliance checked 1 day, removed 3 posts removed; " \
                          "0 posts read, ~$0.00, 0 rows published"
+
+
+@pytest.mark.parametrize("args, code, last", [
+    (["CuratedTweets", "--date", "2022-13-45"], 2,
+     "flixluigi: bad argument: '2022-13-45' is not a date: use YYYY-MM-DD, e.g. 2022-09-12 (fix: write the day as YYYY-MM-DD"),
+    (["Reprocess", "--start", "2022-09-14", "--end", "2022-09-10"], 2,
+     "flixluigi: Reprocess failed: --end 2022-09-10 is before --start 2022-09-14; give the range oldest day first "
+     "(fix: give the range oldest day first (swap --start and --end))"),
+    (["RangeDaily", "--of", "CuratedTweets", "--start", "2022-09-14", "--stop", "2022-09-10"], 35,
+     "flixluigi: RangeDaily failed: --stop 2022-09-10 is before --start 2022-09-14 (fix: give --start the first day and "
+     "--stop the day after the last (exclusive), e.g. --start 2022-09-10 --stop 2022-09-14)"),
+    (["CuratedTweets", "--date", "2999-01-01"], 30,
+     "flixluigi: RawTweets 2999-01-01 failed: 2999-01-01 has not ended yet in UTC; a partial day is never stored: run it "
+     "after 2999-01-02T00:"),
+], ids=["malformed date", "reversed range", "reversed RangeDaily", "future day"])
+def test_a_bad_argument_ends_the_run_on_its_reason_and_a_hint_that_works(pipeline, tmp_path, args, code, last):
+    """Findings 6 and 8: a traceback or Luigi's banner instead of the reason; "rerun the same command"
+    where it fails again."""
+    done = luigi_run(pipeline, tmp_path, *args, "--local-scheduler")
+    assert done.returncode == code, done.stderr[-3000:]
+    final = done.stderr.strip().splitlines()[-1]
+    assert final.startswith(last), final
+    assert "rerun" not in final
+    if code == 2:  # refused before anything ran (a failed task's traceback is Luigi's log, as is RangeDaily.complete()'s)
+        assert "Traceback" not in done.stderr
+
+
+def test_hints_name_the_day_and_never_say_rerun_where_a_rerun_fails_again():
+    """Finding 8: a literal DAY in hints and the report; "rerun" after a future date or a reversed range."""
+    classes, pending = [], [errors.FlixluigiError]
+    while pending:
+        classes.append(pending.pop())
+        pending += classes[-1].__subclasses__()
+    assert all("DAY" not in cls.hint for cls in classes)
+    assert hint_of(errors.NoRawDay("x"), DAY) == f"fetch the raw day first: luigi --module flixluigi RawTweets --date {DAY} " \
+                                                f"(or Reprocess --start {DAY} --refetch)"
+    for error in (errors.InvalidRange("x"), errors.InvalidDate("x"), errors.InvalidRequest("x"),
+                  *(caught(lambda d=day, e=endpoint: day_window(d, e)) for day, endpoint in (
+                      (date(2999, 1, 1), "all"), (date(2005, 1, 1), "all"), (DAY, "recent")))):
+        assert "rerun the same command" not in hint_of(error, DAY), error
+    assert "scripts/sandbox.sh start" in errors.ApiUnreachable.hint
+
+
+def caught(action) -> BaseException:
+    try:
+        action()
+    except Exception as exc:
+        return exc
+    raise AssertionError("no error")
