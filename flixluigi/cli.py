@@ -9,6 +9,7 @@ from pathlib import Path
 
 import luigi.configuration
 
+from flixluigi import config
 from flixluigi.errors import FlixluigiError, first_line
 from flixluigi.ops import actions, status
 from flixluigi.store import rejected
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=help + " (a dry run unless --apply)", epilog=_exit_codes(name)).add_argument(
             "--apply", action="store_true", help="really do it")
     args = parser.parse_args(argv)
+    if args.config and not Path(args.config).is_file():
+        print(f"flixluigi: --config {args.config} does not exist; give the path of a luigi.cfg", file=sys.stderr)
+        return 1
     if args.config:
         luigi.configuration.add_config_path(args.config)
     end = getattr(args, "end", None) or getattr(args, "start", None)
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": lambda: [_write_report(args.start, end, args.out)],
     }
     try:
+        config.require_settings()  # every command, before any request: a misspelt key is refused, not ignored
         lines = commands[args.command]()
     except (FlixluigiError, OSError, ValueError, LookupError) as exc:
         print(f"flixluigi: {first_line(exc)}", file=sys.stderr)

@@ -49,7 +49,7 @@ class SettingsError(FlixluigiError, ValueError):
     """A luigi.cfg value that cannot work; the message names the section, key and fix."""
 
     transient = False
-    hint = "correct luigi.cfg as the message says (the file in LUIGI_CONFIG_PATH or the current directory), then rerun"
+    hint = "correct the settings file the message names, then rerun"
 
 
 class HmacKeyError(FlixluigiError, ValueError):

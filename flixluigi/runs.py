@@ -23,6 +23,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flixluigi import summary  # here, not at exit: after a refused import the package cannot be imported again
+
 RUN_ID = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}-{secrets.token_hex(3)}"
 STARTED = time.time()
 KEEP_SECONDS = 2 * 86400
@@ -119,8 +121,6 @@ def _print_summary() -> None:
     as the command's last lines. Nothing when no task recorded anything (the `flixluigi` command)."""
     if os.getpid() != _MAIN_PID or not (_base_dir() / RUN_ID).exists():
         return
-    from flixluigi import summary
-
     done, lines, resume = outcomes(), failures(), _resume_line()
     if done or lines:
         data = summary.summarise(RUN_ID, done, lines)

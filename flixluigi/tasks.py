@@ -31,7 +31,6 @@ from flixluigi.errors import (
     InvalidDate,
     InvalidRange,
     OverBudget,
-    SettingsError,
     Unauthorized,
     first_line,
     hint_of,
@@ -191,15 +190,11 @@ class Preflight(Gate):
     """Settings, secrets and S3 are usable: fail before any work with one line that says what to fix."""
 
     def check(self) -> None:
-        if not config.user_config_files():
-            raise SettingsError("no luigi.cfg found: run from the project directory or set LUIGI_CONFIG_PATH "
-                                "to the project's luigi.cfg")
-        config.check_names()
-        config.check_settings()
+        config.check_all()  # again: a program's luigi.build() may have changed them since the process checked
         if not os.environ.get(config.xapi().token_env):
             raise Unauthorized(f"no bearer token: export ${config.xapi().token_env} (the X API app's bearer token)")
         pseudonymizer()
-        Storage.from_config().check()
+        Storage.from_config().check_at_start()
         runs.prune()
 
 

@@ -21,6 +21,7 @@ from flixluigi.ops.status import status
 from flixluigi.store.layout import RawDay, current_failure
 from flixluigi.summary import summarise, text
 from flixluigi.xapi.client import day_window
+from tests.conftest import free_port
 from tests.helpers import build, failure_key, keys
 from tests.test_faults import since_now
 from tests.test_operations import run_cli
@@ -179,3 +180,47 @@ def caught(action) -> BaseException:
     except Exception as exc:
         return exc
     raise AssertionError("no error")
+
+
+@pytest.mark.parametrize("text, line", [
+    ("[s3]\nendpoint-url = http://127.0.0.1:1\n", "[s3] has 'endpoint-url', which boto3 does not take; did you mean 'endpoint_url'?"),
+    ("[xapi]\nendpont = recent\n", "[xapi] has no setting 'endpont'; did you mean 'endpoint'?"),
+    ("[days]\nretry_delay = 30s\n", "[days] retry_delay = '30s' must be a number (no unit) (seconds between those tries)"),
+], ids=["s3 key", "misspelt key", "unit"])
+def test_both_commands_refuse_bad_settings_naming_file_section_key_and_value(pipeline, tmp_path, text, line):
+    """Findings 4 and 6: Luigi's parse error without key or value, boto3's TypeError, a misspelt key
+    that the flixluigi command ignored (exit 0); all before any S3 or API call."""
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text(text)
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg)}
+    done = subprocess.run([LUIGI, "--module", "flixluigi", "CuratedTweets", "--date", str(DAY), "--local-scheduler"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith(f"flixluigi: settings refused: {cfg} {line}")
+    assert "Scheduled" not in done.stderr and "cannot tell" not in done.stderr, done.stderr  # nothing scheduled, no S3 asked
+    tool = subprocess.run([str(Path(LUIGI).with_name("flixluigi")), "--config", str(cfg), "status", "--start", str(DAY)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert tool.returncode == 1 and tool.stderr.strip() == f"flixluigi: {cfg} {line}", tool.stderr
+
+
+def test_a_run_without_a_settings_file_is_refused_before_any_request(pipeline, tmp_path):
+    """Finding 4: it reached AWS S3 with the environment's keys, then refused after seconds of warnings;
+    a LUIGI_CONFIG_PATH naming a missing file was not named."""
+    env = {key: value for key, value in os.environ.items() if key != "LUIGI_CONFIG_PATH"}
+    for extra, reason in (({}, "no luigi.cfg found: run from the project directory or set LUIGI_CONFIG_PATH"),
+                          ({"LUIGI_CONFIG_PATH": str(tmp_path / "gone.cfg")}, f"LUIGI_CONFIG_PATH names {tmp_path / 'gone.cfg'}, "
+                                                                               "which does not exist")):
+        done = subprocess.run([LUIGI, "--module", "flixluigi", "CuratedTweets", "--date", str(DAY), "--local-scheduler"],
+                              env={**env, **extra}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Scheduled" not in done.stderr and "cannot tell" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(f"flixluigi: settings refused: {reason}")
+
+
+@pytest.mark.faults
+def test_s3_refusing_connections_fails_the_start_at_once_without_retries(pipeline, failures, caplog):
+    """Finding 7: Preflight failed after 72 s (3 tries of every botocore retry); the API down took 3.5 s."""
+    pipeline.set("s3", "endpoint_url", f"http://127.0.0.1:{free_port()}")
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.FAILED
+    (task, error), = failures
+    assert task.task_family == "Preflight" and isinstance(error, errors.StorageError) and not error.transient
+    assert str(error).endswith("refuses connections; start it (scripts/seaweedfs.sh start) or fix [s3] endpoint_url")
+    assert "retrying in" not in caplog.text
