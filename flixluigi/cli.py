@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FlixluigiError, OSError, ValueError, LookupError) as exc:
         print(f"flixluigi: {first_line(exc)}", file=sys.stderr)
         return 1
+    failed = args.command == "verify" and any(not line.startswith("note: ") for line in lines)
+    if args.command == "verify" and not failed:
+        lines.append(f"{args.start}..{end}: every day is whole and current")
     if lines:
         print("\n".join(lines))
-    return 1 if args.command == "verify" and any(not line.startswith("note: ") for line in lines) else 0
+    return 1 if failed else 0

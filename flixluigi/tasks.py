@@ -552,7 +552,7 @@ class Rebuild(DayTask):
             if self.refetch:  # also after [xapi] max_rejections refused fetches in a row
                 pointer = fetch_day(self.storage, self.date, report, force=True)
                 runs.record_outcome("fetched", self.task_family, self.date.isoformat(), **_billed(pointer))
-            return curate_day(self.storage, _curated_table(), self.date, key, report, force=True)
+            return curate_day(self.storage, _curated_table(), self.date, key, report, force=True, reason="reprocess")
 
         outcome, numbers = _published("rebuilt", with_retries(rebuild, f"Rebuild {self.date}", report))
         self.succeeded(outcome, **numbers)
@@ -605,7 +605,15 @@ class Compliance(RangeTask):
         from flixluigi.compliance.apply import comply
 
         report = _status_reporter(self)
-        with_retries(lambda: comply(self.start, self.end or self.start, report), "Compliance", report)
+        checked, removed = with_retries(lambda: comply(self.start, self.end or self.start, report), "Compliance", report)
+        for day, counts in sorted(removed.items()):
+            print(f"compliance: {day}: removed " + ", ".join(f"{count} {what}" for what, count in counts.items()), flush=True)
+        print(f"compliance: {len(checked)} stored day(s) checked, {len(removed)} changed", flush=True)
+        totals: dict[str, int] = {}
+        for counts in removed.values():
+            for what, count in counts.items():
+                totals[what] = totals.get(what, 0) + count
+        runs.record_outcome("compliance", self.task_family, days=[day.isoformat() for day in checked], removed=totals)
 
     def on_failure(self, exception: BaseException) -> str:
         return _report_failure(self, exception)

@@ -42,7 +42,7 @@ from flixluigi.store import rejected
 from flixluigi.store.layout import new_fetch_id
 from flixluigi.store.rawio import compressed, open_raw
 from flixluigi.store.s3 import Storage, Upload
-from flixluigi.store.state import Build, Snapshot, curated_record, layout, point, pointer_of, raw_day, snapshot
+from flixluigi.store.state import REASON_KEY, Build, Snapshot, curated_record, layout, point, pointer_of, raw_day, snapshot
 from flixluigi.xapi.billing import budget_problem, cost
 from flixluigi.xapi.client import Window, XClient, day_window, reconcile, search_path, servable
 
@@ -391,14 +391,23 @@ def bounded_memory() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
 
 
+REASONS = ("fetch", "rebuild", "reprocess", "compliance", "restore")  # why a version of a day exists (REASON_KEY)
+
+
 def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pseudonymizer, report: Reporter,
-               force: bool = False) -> dict:
+               force: bool = False, reason: str | None = None, **details: object) -> dict:
     """One row per distinct tweet of the day's current raw fetch, pseudonymised, committed as the
     day's partition; then the build's record. Returns the record.
+
+    `reason` says why the version exists, in its commit's metadata and record (`status` and
+    `history` show it): by default `fetch` for a day's first build, `rebuild` for a stale day's;
+    `details` go into the record (what compliance removed).
 
     A writer that loses the commit to another re-checks: if the day now holds this build, it is
     done without writing (unless `force`, as Reprocess asks)."""
     where = layout()
+    if reason is None:
+        reason = "rebuild" if Snapshot.read_day(store, where, day).record(day) else "fetch"
     bounded_memory()
     started = time.monotonic()
     curators: list[Curator] = []
@@ -428,7 +437,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
         builds.append(Build(stored.current, pseudonymize.key_id, SCHEMA_VERSION, sharing()))
         chained = "chain" in (pointer_of(store, stored) or {})
         return table.write_day(day, SCHEMA, gated(stored.fetches[stored.current]["Key"], builds[-1], chained),
-                               {**builds[-1].as_metadata(), "flixluigi.client_version": __version__})
+                               {**builds[-1].as_metadata(), "flixluigi.client_version": __version__, REASON_KEY: reason})
 
     from flixluigi.store.lake import retrying_conflicts
 
@@ -437,7 +446,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     # removed_by_rule: posts of the raw fetch that a rule keeps out (older versions of an edited post).
     record = curated_record(day, build.as_metadata(), version, stats.rows, time.monotonic() - started, raw_pages=stats.pages,
                             duplicates_dropped=stats.duplicates, partial_errors=stats.partial_errors,
-                            removed_by_rule=stats.superseded)
+                            removed_by_rule=stats.superseded, reason=reason, **details)
     if version is not None:
         store.put_json(where.record_key(day, build.id), record)
     report.progress(f"done: {stats.rows} rows", 100)

@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from flixluigi import CuratedTweets, Reprocess, cli, errors
+from devkit import sandbox
+from devkit.sandbox.compliance import ComplianceConfig
+from devkit.sandbox.generator import generate_day
+from flixluigi import Compliance, CuratedTweets, Reprocess, cli, errors, runs
 from flixluigi.dates import compact
 from flixluigi.errors import hint_of
 from flixluigi.ops.status import status
 from flixluigi.store.layout import RawDay, current_failure
 from flixluigi.summary import summarise, text
 from flixluigi.xapi.client import day_window
-from tests.conftest import free_port
+from tests.conftest import TIME_SCALE, TOKEN, api_url, free_port
 from tests.helpers import build, failure_key, keys
 from tests.test_faults import since_now
 from tests.test_operations import run_cli
@@ -224,3 +227,46 @@ def test_s3_refusing_connections_fails_the_start_at_once_without_retries(pipelin
     assert task.task_family == "Preflight" and isinstance(error, errors.StorageError) and not error.transient
     assert str(error).endswith("refuses connections; start it (scripts/seaweedfs.sh start) or fix [s3] endpoint_url")
     assert "retrying in" not in caplog.text
+
+
+def test_verify_vacuum_and_restore_say_what_they_found(pipeline, capsys):
+    """Finding 9: verify said nothing of a missing day; a vacuum dry run printed nothing; restoring
+    the version that is current made another identical commit."""
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    assert run_cli(capsys, "verify", "--start", str(DAY)) == (0, [f"{DAY}..{DAY}: every day is whole and current"], [])
+    code, out, _ = run_cli(capsys, "verify", "--start", str(DAY), "--end", str(NEXT))
+    assert code == 1 and out == [f"{NEXT}: missing: no raw fetch and no curated day stored; run luigi --module flixluigi "
+                                 f"CuratedTweets --date {NEXT}"]
+    code, out, _ = run_cli(capsys, "vacuum")
+    assert code == 0 and len(out) == 1 and out[0].startswith("nothing to delete: "), out
+    (version,) = [int(line.split()[1]) for line in run_cli(capsys, "history", "--date", str(DAY))[1]]
+    log = keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/tweets/_delta_log/")
+    code, out, _ = run_cli(capsys, "restore", "--date", str(DAY), "--version", str(version))
+    assert code == 0 and out == [f"{DAY}: version {version} is what the day holds now (version {version}); nothing to "
+                                 "restore, no commit made"]
+    assert keys(pipeline.seaweed.endpoint, f"{pipeline.run}/curated/tweets/_delta_log/") == log
+
+
+def test_compliance_says_what_it_removed_and_status_and_history_say_why(pipeline, capsys, tmp_path):
+    """Finding 3: a Compliance run that removed posts printed nothing; status showed fewer curated rows
+    than raw posts with no reason, history an unlabelled version."""
+    assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    pipeline.set("compliance", "poll_interval", "0.01")
+    deleted = generate_day(DAY, 300, 0).tweets[3]["id"]
+    server = sandbox.start(token=TOKEN, volume=300, compliance=ComplianceConfig(tweets={deleted: "deleted"}),
+                           time_scale=TIME_SCALE)
+    try:
+        pipeline.set("xapi", "base_url", api_url(server))
+        capsys.readouterr()
+        assert build(Compliance(start=DAY, end=NEXT)).status == LuigiStatusCode.SUCCESS
+        printed = capsys.readouterr().out.splitlines()
+        assert f"compliance: {DAY}: removed 1 posts deleted" in printed
+        assert "compliance: 1 stored day(s) checked, 1 changed" in printed
+        (entry,) = [e for e in runs.outcomes() if e["outcome"] == "compliance"]
+        assert text(summarise("r", [entry], [])).startswith("run summary: compliance checked 1 day, removed 1 posts deleted")
+    finally:
+        server.shutdown()
+    (line,) = run_cli(capsys, "status", "--start", str(DAY))[1]
+    assert line.endswith("(compliance)  compliance removed 1 posts deleted"), line
+    history = run_cli(capsys, "history", "--date", str(DAY))[1]
+    assert [entry.split()[3] for entry in history] == ["compliance", "fetch"], history
