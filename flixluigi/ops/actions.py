@@ -83,7 +83,7 @@ def vacuum(apply: bool) -> list[str]:
     aborted = [f"{'aborted' if apply else 'would abort'} the unfinished upload of {store.url(key)}" for key, _ in uploads]
     lines = aborted + [f"{verb} {store.url(key)}" for key in doomed] + [f"{verb} {name}" for name in files]
     return lines or [f"nothing to delete: no superseded file older than {hours}h ([storage] keep_versions_days, "
-                     "min_file_age_hours) and no unfinished upload"]
+                     "min_file_age_hours) and no upload left unfinished"]
 
 
 def _superseded_at(stored: RawDay, fetch_id: str) -> datetime:
