@@ -190,7 +190,9 @@ def fetch_day(store: Storage, day: date, report: Reporter, force: bool = False) 
                                       max_results=config.page_size(), fields=fields, max_pages=max_pages):
                 raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
                 sent.append(page.request)
-                report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
+                report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched"
+                                + (f" of ~{expected} expected" if expected else ""),
+                                min(99, 100 * client.stats.tweets // expected) if expected else None)
             # Inside the upload's `with`: a day refused here publishes nothing.
             warning = _reconcile(client.stats.tweets, day, expected, report)
             warnings = [warning] if warning else []

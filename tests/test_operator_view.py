@@ -22,7 +22,10 @@ from flixluigi.dates import compact
 from flixluigi.errors import hint_of
 from flixluigi.ops.status import status
 from flixluigi.store.layout import RawDay, current_failure
+from flixluigi.store.s3 import Storage
 from flixluigi.summary import summarise, text
+from flixluigi.tasks import MonthCounts
+from flixluigi.work import Reporter, fetch_day
 from flixluigi.xapi.client import day_window
 from tests.conftest import TIME_SCALE, TOKEN, api_url, free_port
 from tests.helpers import build, failure_key, keys
@@ -270,3 +273,14 @@ def test_compliance_says_what_it_removed_and_status_and_history_say_why(pipeline
     assert line.endswith("(compliance)  compliance removed 1 posts deleted"), line
     history = run_cli(capsys, "history", "--date", str(DAY))[1]
     assert [entry.split()[3] for entry in history] == ["compliance", "fetch"], history
+
+
+def test_a_fetch_reports_its_progress_against_the_expected_posts(pipeline):
+    """Finding 3: progress of a long run, down to the pages of one day's fetch (luigid shows it)."""
+    assert build(MonthCounts(DAY.replace(day=1))).status == LuigiStatusCode.SUCCESS
+    seen: list[tuple[str, int | None]] = []
+    pointer = fetch_day(Storage.from_config(), DAY, Reporter(progress=lambda message, percent=None: seen.append((message, percent))))
+    percents = [percent for _message, percent in seen if percent is not None]
+    assert len(percents) == pointer["pages"] + 1 and percents == sorted(percents) and percents[-1] == 100
+    assert all(0 < percent < 100 for percent in percents[:-1])
+    assert seen[0][0].endswith(f" of ~{pointer['expected_tweets']} expected")
