@@ -136,7 +136,12 @@ class notify(luigi.Config):  # noqa: N801
                                                             "the `luigi` command line's scheduler options")
 
 
-SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance, sharing)
+class summary(luigi.Config):  # noqa: N801
+    json_file = luigi.Parameter(default="", description="file each `luigi` run writes its summary to, as the JSON line "
+                                                        "it prints (for monitoring); empty: printed only")
+
+
+SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance, sharing, summary)
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -197,7 +202,7 @@ def file_of(section: str, key: str | None = None) -> str:
 
 def check_settings() -> None:
     """Every section parses and every value can work, before any work starts."""
-    s, d, x, _, n, c, _ = (_load(section) for section in SECTIONS)
+    s, d, x, _, n, c, _, _ = (_load(section) for section in SECTIONS)
     limits = search_limits(x.endpoint, x.tweet_fields)
     annotated = " with context_annotations in tweet_fields" if limits != search_limits(x.endpoint) else ""
     problems = [

@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flixluigi import summary  # here, not at exit: after a refused import the package cannot be imported again
+from flixluigi import config, summary  # here, not at exit: after a refused import the package cannot be imported again
 
 RUN_ID = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}-{secrets.token_hex(3)}"
 STARTED = time.time()
@@ -115,6 +115,18 @@ def _resume_line() -> str | None:
     return path.read_text(encoding="utf-8") if path.exists() else None
 
 
+def _write_summary_file(data: dict) -> None:
+    """[summary] json_file, replaced whole (a monitor never reads half a summary)."""
+    try:
+        target = config.summary().json_file
+    except Exception:  # the settings themselves were refused: the printed lines say so
+        return
+    if target:
+        partial = Path(f"{target}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(data) + "\n", encoding="utf-8")
+        partial.replace(target)
+
+
 def _print_summary() -> None:
     """At exit of the process that started the run (also after a failure or Ctrl-C): the summary as
     text and as one JSON line, the resume command of an unfinished Reprocess, then the failure reasons,
@@ -126,6 +138,7 @@ def _print_summary() -> None:
         data = summary.summarise(RUN_ID, done, lines)
         print(f"flixluigi: {summary.text(data)}", file=sys.stderr)
         print(json.dumps(data, sort_keys=False), file=sys.stderr)
+        _write_summary_file(data)
     if resume:
         print(f"flixluigi: Reprocess did not finish; resume it with: {resume}", file=sys.stderr)
     for line in lines:

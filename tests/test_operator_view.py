@@ -99,10 +99,12 @@ def test_a_run_ends_with_one_summary_in_text_and_json_under_two_workers(pipeline
     """Finding 3: a run said nothing of what it did. Day tasks record outcomes in the run's folder
     (forked children under --workers 2; RangeDaily itself never runs), the parent prints them."""
     assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
+    pipeline.settings["summary"] = {"json_file": str(tmp_path / "last-run.json")}  # the luigi.cfg file only
     done = luigi_run(pipeline, tmp_path, "RangeDaily", "--of", "CuratedTweets", "--start", str(DAY), "--stop", "2022-09-15",
                      "--workers", "2", "--local-scheduler")
     assert done.returncode == 0, done.stderr[-3000:]
     data = summary_json(done.stderr)
+    assert json.loads((tmp_path / "last-run.json").read_text()) == data  # the same, for monitoring
     assert data["days"]["complete"] == [str(DAY)]
     assert data["days"]["fetched"] == data["days"]["curated"] == ["2022-09-13", "2022-09-14"]
     assert data["days"]["failed"] == [] and data["failures"] == []
