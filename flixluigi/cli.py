@@ -9,6 +9,7 @@ from pathlib import Path
 
 import luigi.configuration
 
+from flixluigi import config
 from flixluigi.errors import FlixluigiError, first_line
 from flixluigi.ops import actions, metrics, plan, s3check, status
 from flixluigi.store import rejected
@@ -62,19 +63,34 @@ def _console(args: argparse.Namespace) -> list[str]:
     return []
 
 
+ERROR_EXIT = "1 on an error (one line on stderr that names it and the fix), 2 on bad arguments"
+# What each command's exit code means: cron lines and monitors act on it.
+EXIT_CODES = {
+    "verify": "exit codes: 0 every day is whole and current, 1 a problem or a missing day (one line each) or an error, "
+              "2 on bad arguments",
+    "status": f"exit codes: 0 the days are listed (a failed day is shown, not an error), {ERROR_EXIT}; the HMAC key is "
+              "needed to tell current days from stale ones",
+}
+
+
+def _exit_codes(name: str) -> str:
+    return EXIT_CODES.get(name, f"exit codes: 0 done, {ERROR_EXIT}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="flixluigi", description=__doc__, epilog=f"{_exit_codes('')}; verify also exits 1 when a day "
+                                     "has a problem or is missing")
     parser.add_argument("--config", help="luigi.cfg to read besides the default locations")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_range(name: str, help: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help)
+        command = sub.add_parser(name, help=help, epilog=_exit_codes(name))
         command.add_argument("--start", type=parse_day, required=True, help="first UTC day, YYYY-MM-DD")
         command.add_argument("--end", type=parse_day, help="last UTC day, inclusive (default: --start)")
         return command
 
     def with_day(name: str, help: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help)
+        command = sub.add_parser(name, help=help, epilog=_exit_codes(name))
         command.add_argument("--date", type=parse_day, required=True, help="UTC day, YYYY-MM-DD")
         return command
 
@@ -94,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", required=True, help="where to write the HTML file")
     for name, help in (("vacuum", "delete superseded table files and raw fetches past [storage] keep_versions_days"),
                        ("migrate", "convert a bucket written by flixluigi 0.1 to this layout")):
-        sub.add_parser(name, help=help + " (a dry run unless --apply)").add_argument(
+        sub.add_parser(name, help=help + " (a dry run unless --apply)", epilog=_exit_codes(name)).add_argument(
             "--apply", action="store_true", help="really do it")
     figures = sub.add_parser("metrics", help="the pipeline's figures in Prometheus's text format (totals and the latest day)")
     figures.add_argument("--first-day", help="first UTC day the pipeline should hold, YYYY-MM-DD (default: [metrics] first_day)")
@@ -109,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument("--behind-proxy", action="store_true", help="trust the proxy's X-Forwarded-For/-Proto headers "
                                                                      "(requester address, Secure cookies)")
     args = parser.parse_args(argv)
+    if args.config and not Path(args.config).is_file():
+        print(f"flixluigi: --config {args.config} does not exist; give the path of a luigi.cfg", file=sys.stderr)
+        return 1
     if args.config:
         luigi.configuration.add_config_path(args.config)
     end = getattr(args, "end", None) or getattr(args, "start", None)
@@ -128,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         "plan": lambda: plan.plan(args.task, args.start, end, args.refetch).lines(),
     }
     try:
+        config.require_settings()  # every command, before any request: a misspelt key is refused, not ignored
         lines = commands[args.command]()
     except (FlixluigiError, OSError, ValueError, LookupError) as exc:
         print(f"flixluigi: {first_line(exc)}", file=sys.stderr)
         return 1
+    failed = args.command == "verify" and any(not line.startswith("note: ") for line in lines)
+    if args.command == "verify" and not failed:
+        lines.append(f"{args.start}..{end}: every day is whole and current")
     if lines:
         print("\n".join(lines))
-    return 1 if args.command == "verify" and any(not line.startswith("note: ") for line in lines) else 0
+    return 1 if failed else 0

@@ -8,9 +8,11 @@ S3 credentials come from boto3's usual sources (`AWS_ACCESS_KEY_ID`, `AWS_SECRET
 
 from __future__ import annotations
 
+import configparser
 import difflib
 import os
 import re
+import sys
 from pathlib import Path
 
 import luigi
@@ -149,7 +151,20 @@ class console(luigi.Config):  # noqa: N801
     workers = luigi.IntParameter(default=1, description="--workers of the runs the console starts")
 
 
-SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance, sharing, console)
+class summary(luigi.Config):  # noqa: N801
+    json_file = luigi.Parameter(default="", description="file each `luigi` run writes its summary to, as the JSON line "
+                                                        "it prints (for monitoring); empty: printed only")
+
+
+class metrics(luigi.Config):  # noqa: N801
+    """`flixluigi metrics`: the pipeline's figures for Prometheus."""
+
+    first_day = luigi.Parameter(default="", description="`flixluigi metrics` counts days missing from this UTC "
+                                                                       "day (YYYY-MM-DD) through yesterday; required by it")
+
+
+SECTIONS: tuple[type[luigi.Config], ...] = (storage, days, xapi, pseudonym, notify, compliance, sharing, console, summary,
+                                           metrics)
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -163,13 +178,54 @@ def page_size() -> int:
 def _load(section: type[luigi.Config]) -> luigi.Config:
     try:
         return section()
-    except Exception as exc:  # Luigi's own parse errors: keep their detail, name the section
-        raise SettingsError(f"luigi.cfg [{section.__name__}] is invalid: {first_line(exc)}") from None
+    except Exception as exc:  # Luigi's own parse error names neither the key nor its value
+        raise _unreadable(section, exc) from None
+
+
+def _expected(param: luigi.Parameter) -> str:
+    """What a parameter's value must look like, for the fix of a value that does not."""
+    if isinstance(param, luigi.ChoiceParameter):
+        return "one of " + ", ".join(sorted(map(str, param._choices)))
+    if isinstance(param, luigi.IntParameter):
+        return "a whole number"
+    if isinstance(param, luigi.FloatParameter):
+        return "a number (no unit)"
+    if isinstance(param, luigi.BoolParameter):
+        return "true or false"
+    return "a valid value"
+
+
+def _unreadable(section: type[luigi.Config], exc: Exception) -> SettingsError:
+    """The key of the section whose value Luigi could not parse: its file, value and what it must be."""
+    cfg, name = luigi.configuration.get_config(), section.__name__
+    for key, param in section.get_params():
+        if cfg.has_option(name, key):
+            value = cfg.get(name, key)
+            try:
+                param.parse(value)
+            except Exception:
+                return SettingsError(f"{file_of(name, key)} [{name}] {key} = {value!r} must be {_expected(param)} "
+                                     f"({param.description})")
+    return SettingsError(f"{file_of(name)} [{name}] is invalid: {first_line(exc)}")
+
+
+def file_of(section: str, key: str | None = None) -> str:
+    """The settings file whose value of the key (or section) is in force (the last read that has it),
+    so a message names the file to edit; "luigi.cfg" when set otherwise."""
+    for path in reversed(user_config_files()):
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(path, encoding="utf-8")
+        except configparser.Error:
+            continue
+        if parser.has_section(section) and (key is None or parser.has_option(section, key)):
+            return path
+    return "luigi.cfg"
 
 
 def check_settings() -> None:
     """Every section parses and every value can work, before any work starts."""
-    s, d, x, _, n, c, _, _ = (_load(section) for section in SECTIONS)
+    s, d, x, _, n, c, *_ = (_load(section) for section in SECTIONS)
     limits = search_limits(x.endpoint, x.tweet_fields)
     annotated = " with context_annotations in tweet_fields" if limits != search_limits(x.endpoint) else ""
     problems = [
@@ -209,7 +265,8 @@ def check_settings() -> None:
     ]
     for failed, message in problems:
         if failed:
-            raise SettingsError(f"luigi.cfg {message}")
+            where = re.match(r"\[(\w+)\](?: (\w+))?", message)
+            raise SettingsError(f"{file_of(where.group(1), where.group(2))} {message}")
 
 
 def _disjoint(prefixes: list[str]) -> bool:
@@ -241,6 +298,56 @@ def user_config_files() -> list[str]:
     return [path for path in parser._config_paths if path != str(DEFAULTS) and os.path.isfile(path)]
 
 
+# boto3's client arguments: every key of Luigi's [s3] section is passed to it (store.s3.s3_options).
+S3_KEYS = ("endpoint_url", "region_name", "use_ssl", "verify", "api_version", "aws_access_key_id", "aws_secret_access_key",
+           "aws_session_token", "aws_account_id")
+_settings_checked = False
+
+
+def check_files() -> None:
+    """A settings file is found, and LUIGI_CONFIG_PATH names one that exists (Luigi skips it silently)."""
+    named = os.environ.get("LUIGI_CONFIG_PATH", "")
+    if named and not os.path.isfile(named):
+        raise SettingsError(f"LUIGI_CONFIG_PATH names {named}, which does not exist; fix the path or unset it and run "
+                            "from the project directory (its luigi.cfg)")
+    if not user_config_files():
+        raise SettingsError("no luigi.cfg found: run from the project directory or set LUIGI_CONFIG_PATH "
+                            "to the project's luigi.cfg")
+
+
+def check_all() -> None:
+    """Every settings check that needs no I/O: files, names, values."""
+    check_files()
+    check_names()
+    check_settings()
+
+
+def require_settings() -> None:
+    """The settings checks, once per process, before its first S3 request (`Storage.from_config`).
+
+    Not a gate task: Luigi calls `complete()` while it schedules, before any task runs, and a day's
+    completeness is read from S3 (CONVENTIONS.md, house rule 5). A run without settings reached AWS S3
+    itself with whatever keys the environment held, and took seconds of warnings to refuse."""
+    global _settings_checked
+    if not _settings_checked:
+        check_all()
+        _settings_checked = True
+
+
+def refuse_bad_settings_under_luigi() -> None:
+    """Under `luigi --module flixluigi`, at import: bad settings end the command at once with exit 2
+    and one line (file, section, key, value, fix) before Luigi schedules anything."""
+    if Path(sys.argv[0]).name != "luigi" and not sys.argv[0].endswith(os.path.join("luigi", "__main__.py")):
+        return
+    try:
+        require_settings()
+    except SettingsError as error:
+        from flixluigi import runs
+
+        runs.record_failure(f"settings refused: {error} (fix: {error.hint})")
+        raise SystemExit(2) from None
+
+
 def check_names() -> None:
     """Unknown keys in the pipeline's sections, and sections that look like misspelt ones, fail with a
     'did you mean' instead of being ignored (a misspelt [xapi] would send the token to the real API)."""
@@ -252,12 +359,13 @@ def check_names() -> None:
             for key in cfg.options(name):
                 if key not in known and key not in cfg.defaults():
                     guess = difflib.get_close_matches(key, sorted(known), n=1)
-                    raise SettingsError(f"luigi.cfg [{name}] has no setting {key!r}" +
+                    raise SettingsError(f"{file_of(name, key)} [{name}] has no setting {key!r}" +
                                         (f"; did you mean {guess[0]!r}?" if guess else f"; known: {', '.join(sorted(known))}"))
+        elif name == "s3":
+            for key in cfg.options(name):
+                if key not in S3_KEYS and key not in cfg.defaults():
+                    guess = difflib.get_close_matches(key.replace("-", "_"), S3_KEYS, n=1)
+                    raise SettingsError(f"{file_of(name, key)} [s3] has {key!r}, which boto3 does not take" +
+                                        (f"; did you mean {guess[0]!r}?" if guess else f"; it takes: {', '.join(S3_KEYS)}"))
         elif name not in KNOWN_SECTIONS and (guess := difflib.get_close_matches(name, sorted(ours), n=1, cutoff=0.7)):
-            raise SettingsError(f"luigi.cfg has an unknown section [{name}]; did you mean [{guess[0]}]?")
-
-
-class metrics(luigi.Config):  # noqa: N801
-    first_day = luigi.Parameter(default="", description="`flixluigi metrics` counts days missing from this UTC "
-                                                                       "day (YYYY-MM-DD) through yesterday; required by it")
+            raise SettingsError(f"{file_of(name)} has an unknown section [{name}]; did you mean [{guess[0]}]?")

@@ -19,3 +19,14 @@ def month_of(day: date) -> list[date]:
     """Every day of the day's month."""
     first = day.replace(day=1)
     return day_range(first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1))
+
+
+def compact(days: list[date]) -> str:
+    """Days as runs of consecutive ones: "2022-09-12..2022-09-14, 2022-09-20" (a summary of 1,000 days stays a line)."""
+    spans: list[list[date]] = []
+    for day in sorted(set(days)):
+        if spans and day - spans[-1][1] == timedelta(days=1):
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    return ", ".join(f"{first}..{last}" if first != last else str(first) for first, last in spans)

@@ -10,6 +10,7 @@ catch (`ValueError`, `LookupError`). No imports: every module may raise these.
 from __future__ import annotations
 
 RERUN = "fix the cause and rerun the same command; complete days are skipped"
+DAY_PLACEHOLDER = "{day}"  # in a hint: the failed day, filled in by `hint_of` (a hint is a command that works as printed)
 MAX_LINE = 500
 
 
@@ -31,9 +32,11 @@ def first_line(exception: BaseException) -> str:
     return (" ".join(str(exception).split()) or type(exception).__name__)[:MAX_LINE]
 
 
-def hint_of(exception: BaseException | None) -> str:
-    """What to do about an error; a foreign one (a bug, a library's) gets the generic rerun."""
-    return exception.hint if isinstance(exception, FlixluigiError) else RERUN
+def hint_of(exception: BaseException | None, day: object = None) -> str:
+    """What to do about an error, with the failed day in its commands; a foreign one (a bug, a
+    library's) gets the generic rerun."""
+    hint = exception.hint if isinstance(exception, FlixluigiError) else RERUN
+    return hint.replace(DAY_PLACEHOLDER, str(day) if day else "YYYY-MM-DD")
 
 
 def is_transient(exception: BaseException) -> bool:
@@ -46,7 +49,7 @@ class SettingsError(FlixluigiError, ValueError):
     """A luigi.cfg value that cannot work; the message names the section, key and fix."""
 
     transient = False
-    hint = "correct luigi.cfg as the message says (the file in LUIGI_CONFIG_PATH or the current directory), then rerun"
+    hint = "correct the settings file the message names, then rerun"
 
 
 class HmacKeyError(FlixluigiError, ValueError):
@@ -57,9 +60,17 @@ class HmacKeyError(FlixluigiError, ValueError):
 
 
 class InvalidRange(FlixluigiError, ValueError):
-    """A range of days that ends before it starts."""
+    """A range of days that ends before it starts: the same command fails again."""
 
     transient = False
+    hint = "give the range oldest day first (swap --start and --end)"
+
+
+class InvalidDate(FlixluigiError, ValueError):
+    """A day on the command line that is not a date."""
+
+    transient = False
+    hint = "write the day as YYYY-MM-DD, e.g. 2022-09-12"
 
 
 class ConsoleError(FlixluigiError, ValueError):
@@ -98,11 +109,18 @@ class XApiError(FlixluigiError):
     transient = False
 
 
+class DayNotServable(XApiError, ValueError):
+    """A day the endpoint cannot serve whole (not over yet, outside its window, before the first
+    post): the same command fails again; the instance's hint says what to give instead."""
+
+    transient = False
+
+
 class ApiUnreachable(XApiError):
     """Nothing listens at the base URL: a setting or a service to start, not a blip."""
 
     transient = False
-    hint = "start the X API (or the sandbox) or fix [xapi] base_url, then rerun"
+    hint = "start the X API (the sandbox: scripts/sandbox.sh start) or fix [xapi] base_url, then rerun"
 
 
 class Unauthorized(XApiError):
@@ -116,6 +134,7 @@ class InvalidRequest(XApiError):
     """Any 4xx but 429: the request itself is wrong; retrying sends the same request."""
 
     transient = False
+    hint = "correct what the API refused ([xapi] query, fields or base_url), then rerun"
 
 
 class UsageCapped(XApiError):
@@ -171,7 +190,7 @@ class RejectedTooOften(XApiError):
     """The day's last fetches in a row were all refused; fetching again would be billed again."""
 
     transient = False
-    hint = "inspect the rejected fetch (flixluigi verify notes it), then: luigi --module flixluigi Reprocess --start DAY --refetch"
+    hint = "inspect the rejected fetch (flixluigi verify notes it), then: luigi --module flixluigi Reprocess --start {day} --refetch"
 
 
 class OverBudget(XApiError):
@@ -261,11 +280,11 @@ class NoRawDay(FlixluigiError, LookupError):
     """A curated day was asked for but no raw fetch of it is stored; no retry can mend it."""
 
     transient = False
-    hint = "fetch the raw day first: luigi --module flixluigi RawTweets --date DAY (or Reprocess --start DAY --refetch)"
+    hint = "fetch the raw day first: luigi --module flixluigi RawTweets --date {day} (or Reprocess --start {day} --refetch)"
 
 
 class QualityError(FlixluigiError, ValueError):
     """The curated day would be wrong or would leak; nothing is published."""
 
     transient = False
-    hint = "inspect the raw day, then rebuild it: luigi --module flixluigi Reprocess --start DAY --refetch"
+    hint = "inspect the raw day, then rebuild it: luigi --module flixluigi Reprocess --start {day} --refetch"

@@ -103,12 +103,12 @@ def _notify_once(event: str, task: luigi.Task, error: str, hint: str) -> None:
 def on_failure(task: luigi.Task, exception: BaseException) -> None:
     if getattr(exception, "per_run", False) and not runs.first_time(f"notified-{type(exception).__name__}"):
         return  # out of credits, or the usage cap: one notification for the run, not one per day
-    _notify_once("failure", task, first_line(exception), hint_of(exception))
+    _notify_once("failure", task, first_line(exception), hint_of(exception, getattr(task, "date", None)))
 
 
 @luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
 def on_broken(task: luigi.Task, exception: BaseException) -> None:
-    _notify_once("broken task", task, first_line(exception), "the task could not be scheduled: " + hint_of(exception))
+    _notify_once("broken task", task, first_line(exception), "the task could not be scheduled: " + hint_of(exception, getattr(task, "date", None)))
 
 
 @luigi.Task.event_handler(WARNING_EVENT)

@@ -3,13 +3,17 @@
 The start-up checks are tasks whose identity includes the run id, so luigid never carries a
 failed check over to the next run (a disabled task would stay disabled for `disable_persist`),
 and their completion is a marker file that every worker process of the run can see (with
-`--workers N` each task runs in a forked child). Day tasks that fail append their one-line
-reason; the process that started the run prints those reasons last, after Luigi's summary.
+`--workers N` each task runs in a forked child, and wrapper tasks never run at all). Day tasks
+record their outcome there (fetched, curated, rebuilt, complete, failed: posts, cost, rows) and
+tasks that fail append their one-line reason; the process that started the run prints, after
+Luigi's summary, the run's summary as a text line and a JSON line (`summary`), a Reprocess's
+resume command when it did not finish, and the failure reasons last.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import secrets
 import shutil
@@ -19,7 +23,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flixluigi import config, summary  # here, not at exit: after a refused import the package cannot be imported again
+
 RUN_ID = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}-{secrets.token_hex(3)}"
+STARTED = time.time()
 KEEP_SECONDS = 2 * 86400
 _MAIN_PID = os.getpid()
 
@@ -65,13 +72,78 @@ def failures() -> list[str]:
     return list(dict.fromkeys(path.read_text(encoding="utf-8").splitlines())) if path.exists() else []
 
 
-def _print_failures() -> None:
-    """At exit of the process that started the run: the reasons, as the command's last lines."""
-    if os.getpid() != _MAIN_PID:
+def _append(name: str, entry: dict) -> None:
+    """One JSON line, from whichever process (O_APPEND keeps lines whole)."""
+    with open(_run_dir() / name, "a", encoding="utf-8") as out:
+        out.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def _entries(name: str) -> list[dict]:
+    path = _base_dir() / RUN_ID / name
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def record_outcome(outcome: str, task: str, day: str | None = None, **numbers: object) -> None:
+    """What a task did (see `flixluigi.summary`), for the run's summary and its progress."""
+    _append("outcomes", {"outcome": outcome, "task": task, "day": day, "at": time.time(), **numbers})
+
+
+def outcomes() -> list[dict]:
+    return _entries("outcomes")
+
+
+def record_planned(task: str, day: str) -> None:
+    """A day task the run scheduled to run (recorded where it is scheduled: the progress's total)."""
+    _append("planned", {"task": task, "day": day})
+
+
+def planned(task: str) -> int:
+    return len({entry["day"] for entry in _entries("planned") if entry["task"] == task})
+
+
+def set_resume(command: str) -> None:
+    """The command that resumes this run's Reprocess where it stops: printed at exit unless it finished."""
+    (_run_dir() / "resume").write_text(command, encoding="utf-8")
+
+
+def finished_resumable() -> None:
+    (_run_dir() / "resume").unlink(missing_ok=True)
+
+
+def _resume_line() -> str | None:
+    path = _base_dir() / RUN_ID / "resume"
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def _write_summary_file(data: dict) -> None:
+    """[summary] json_file, replaced whole (a monitor never reads half a summary)."""
+    try:
+        target = config.summary().json_file
+    except Exception:  # the settings themselves were refused: the printed lines say so
         return
-    lines = failures()
+    if target:
+        partial = Path(f"{target}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(data) + "\n", encoding="utf-8")
+        partial.replace(target)
+
+
+def _print_summary() -> None:
+    """At exit of the process that started the run (also after a failure or Ctrl-C): the summary as
+    text and as one JSON line, the resume command of an unfinished Reprocess, then the failure reasons,
+    as the command's last lines. Nothing when no task recorded anything (the `flixluigi` command)."""
+    if os.getpid() != _MAIN_PID or not (_base_dir() / RUN_ID).exists():
+        return
+    done, lines, resume = outcomes(), failures(), _resume_line()
+    if done or lines:
+        data = summary.summarise(RUN_ID, done, lines)
+        print(f"flixluigi: {summary.text(data)}", file=sys.stderr)
+        print(json.dumps(data, sort_keys=False), file=sys.stderr)
+        _write_summary_file(data)
+    if resume:
+        print(f"flixluigi: Reprocess did not finish; resume it with: {resume}", file=sys.stderr)
     for line in lines:
-        print(f"flixluigi: {line}", file=sys.stderr, flush=True)
+        print(f"flixluigi: {line}", file=sys.stderr)
+    sys.stderr.flush()
     shutil.rmtree(_base_dir() / RUN_ID, ignore_errors=True)
 
 
@@ -86,4 +158,4 @@ def prune() -> None:
             continue
 
 
-atexit.register(_print_failures)
+atexit.register(_print_summary)

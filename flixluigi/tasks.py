@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
 import luigi
 import luigi.configuration
+import luigi.interface
+from luigi.cmdline_parser import CmdlineParser
+from luigi.tools.range import RangeBase
 
 from flixluigi import config, runs
 from flixluigi.dates import day_range
-from flixluigi.errors import InvalidRange, OverBudget, SettingsError, Unauthorized, first_line, hint_of
+from flixluigi.errors import (
+    FlixluigiError,
+    InvalidDate,
+    InvalidRange,
+    OverBudget,
+    Unauthorized,
+    first_line,
+    hint_of,
+)
 from flixluigi.notify import WARNING_EVENT
 from flixluigi.store.s3 import Storage
 from flixluigi.store.state import Snapshot, current, layout, snapshot
@@ -61,13 +73,54 @@ os.register_at_fork(before=_load_commit_modules)
 STARTED = datetime.now(UTC).replace(tzinfo=None)
 
 
-def _report_failure(task: luigi.Task, exception: BaseException) -> str:
-    """The one line the run ends with, with what to do about it (a day's task names its day)."""
+def _report_failure(task: luigi.Task | str, exception: BaseException) -> str:
+    """The one line the run ends with, with what to do about it (a day's task names its day, and
+    its hint's commands name it too); `task` may be the line's subject itself."""
     day = getattr(task, "date", None)
-    subject = f"{task.task_family} {day.isoformat()}" if day else task.task_family
-    line = f"{subject} failed: {first_line(exception)} (fix: {hint_of(exception)})"
+    subject = task if isinstance(task, str) else f"{task.task_family} {day.isoformat()} failed" if day else \
+        f"{task.task_family} failed"
+    line = f"{subject}: {first_line(exception)} (fix: {hint_of(exception, day)})"
     runs.record_failure(line)
     return line
+
+
+def _refuse(task: luigi.Task | str, error: FlixluigiError) -> None:
+    """A bad argument. Under the `luigi` command it ends the command at once, before any work, with
+    exit code 2 and its one line last (Luigi would print an "Uncaught exception" traceback and exit
+    40); in `luigi.build` (a program, a test) it is raised as it is."""
+    if CmdlineParser.get_instance() is None:
+        raise error
+    _report_failure(task, error)
+    raise SystemExit(2)
+
+
+@luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
+def _broken(task: luigi.Task, exception: BaseException) -> None:
+    """A task whose requires() raised, in the process that schedules it: its line, not Luigi's
+    banner, ends the run."""
+    _report_failure(task, exception)
+
+
+@RangeBase.event_handler(luigi.Event.DEPENDENCY_MISSING)
+def _reversed_range(task: RangeBase) -> None:
+    """Luigi's RangeDaily refuses a reversed range in complete() ("Can't have start > stop", exit 35
+    after its banner); its line with the fix comes from here, where it is scheduled (a task class of
+    ours named RangeDaily would make `luigi RangeDaily` ambiguous)."""
+    if task.start and task.stop and task.start > task.stop:
+        _report_failure(task, InvalidRange(f"--stop {task.stop} is before --start {task.start}",
+                                           hint="give --start the first day and --stop the day after the last "
+                                                f"(exclusive), e.g. --start {task.stop} --stop {task.start}"))
+
+
+def _scheduler_options() -> list[str]:
+    """How the running `luigi` command reaches its scheduler, for a command it prints to run again."""
+    if CmdlineParser.get_instance() is None:
+        return []
+    core = luigi.interface.core()
+    if core.local_scheduler:
+        return ["--local-scheduler"]
+    return ["--scheduler-url", core.scheduler_url] if core.scheduler_url else \
+        ["--scheduler-host", core.scheduler_host, "--scheduler-port", str(core.scheduler_port)]
 
 
 def _status_reporter(task: luigi.Task) -> Reporter:
@@ -98,7 +151,8 @@ class DayParameter(luigi.DateParameter):
         try:
             return super().parse(s)
         except ValueError:
-            raise ValueError(f"{s!r} is not a date: use YYYY-MM-DD, e.g. 2022-09-12") from None
+            _refuse("bad argument", InvalidDate(f"{s!r} is not a date: use YYYY-MM-DD, e.g. 2022-09-12"))
+            raise
 
 
 class NeverDisabled:
@@ -136,15 +190,11 @@ class Preflight(Gate):
     """Settings, secrets and S3 are usable: fail before any work with one line that says what to fix."""
 
     def check(self) -> None:
-        if not config.user_config_files():
-            raise SettingsError("no luigi.cfg found: run from the project directory or set LUIGI_CONFIG_PATH "
-                                "to the project's luigi.cfg")
-        config.check_names()
-        config.check_settings()
+        config.check_all()  # again: a program's luigi.build() may have changed them since the process checked
         if not os.environ.get(config.xapi().token_env):
             raise Unauthorized(f"no bearer token: export ${config.xapi().token_env} (the X API app's bearer token)")
         pseudonymizer()
-        Storage.from_config().check()
+        Storage.from_config().check_at_start()
         runs.prune()
 
 
@@ -218,6 +268,8 @@ class DayTask(NeverDisabled, luigi.Task):
             return []
         if not skip_unservable:
             return done
+        for day in done:  # RangeDaily asks for the range: these days are not scheduled, the summary names them
+            runs.record_outcome("complete", cls.__name__, day.isoformat())
         finished = set(done)
         endpoint = config.xapi().endpoint
         skipped = [day for day in days if day not in finished and not state.raw_complete(day) and servable(day, endpoint)]
@@ -236,6 +288,12 @@ class DayTask(NeverDisabled, luigi.Task):
         task_cls = getattr(cls, "func", cls)  # RangeDaily passes functools.partial(cls, **of_params)
         return task_cls.completed_of(list(parameter_tuples), skip_unservable=True)
 
+    def deps(self) -> list[luigi.Task]:
+        """Luigi asks this of the days it schedules to run, where it schedules them (no event fires for
+        them): the day is recorded as the total of the run's progress."""
+        runs.record_planned(self.task_family, self.date.isoformat())
+        return super().deps()
+
     def reporter(self) -> Reporter:
         return Reporter(progress=self.progress, warn=self.warn)
 
@@ -250,19 +308,46 @@ class DayTask(NeverDisabled, luigi.Task):
         if percent is not None:
             self.set_progress_percentage(percent)
 
-    def succeeded(self) -> None:
+    def outcome(self, outcome: str, **numbers: object) -> None:
+        """What the day's task did, for the run's summary (`runs`); and every few days of a long run,
+        how many of the run's days of this task are done and when the rest should be."""
+        runs.record_outcome(outcome, self.task_family, self.date.isoformat(), **numbers)
+        total = runs.planned(self.task_family)
+        done = [entry for entry in runs.outcomes() if entry["task"] == self.task_family and entry["outcome"] != "complete"]
+        finished, failed = len({entry["day"] for entry in done}), len({e["day"] for e in done if e["outcome"] == "failed"})
+        if total > 1 and finished and (finished % max(5, total // 20) == 0 or finished >= total):
+            left = (time.time() - runs.STARTED) / finished * max(total - finished, 0)
+            log.info("%s: %d of %d days done (%d failed), ETA %s", self.task_family, min(finished, total), total, failed,
+                     f"{left // 3600:.0f}:{left % 3600 // 60:02.0f}:{left % 60:02.0f}")
+
+    def succeeded(self, outcome: str, **numbers: object) -> None:
         self.storage.delete(layout().failure_key(self.task_family, self.date))
+        self.outcome(outcome, **numbers)
 
     def on_failure(self, exception: BaseException) -> str:
         """A failure marker for `flixluigi status` (best effort: S3 may be what failed), and the run's last line."""
         line = _report_failure(self, exception)
+        self.outcome("failed")
         try:
+            now = datetime.now(UTC)
             self.storage.put_json(layout().failure_key(self.task_family, self.date),
-                                  {"task": str(self), "error": first_line(exception), "hint": hint_of(exception),
-                                   "failed_at": datetime.now(UTC).isoformat()})
+                                  {"task": str(self), "error": first_line(exception), "hint": hint_of(exception, self.date),
+                                   "started_at": getattr(self, "started_at", now).isoformat(), "failed_at": now.isoformat()})
         except Exception as exc:
             log.warning("could not record the failure of %s in S3: %s", self, first_line(exc))
         return line
+
+
+@DayTask.event_handler(luigi.Event.START)
+def _attempt_started(task: DayTask) -> None:
+    """When the attempt began, in the process that runs it: its failure marker is outdated by any
+    success written after that (`store.layout.current_failure`)."""
+    task.started_at = datetime.now(UTC)
+
+
+@DayTask.event_handler(luigi.Event.DEPENDENCY_PRESENT)
+def _already_complete(task: DayTask) -> None:
+    runs.record_outcome("complete", task.task_family, task.date.isoformat())
 
 
 class MonthCounts(NeverDisabled, luigi.Task):
@@ -330,11 +415,16 @@ class RawTweets(ChainSpan, DayTask):
     def run(self) -> None:
         """With its missing neighbours in the asked range as one chain (`fetch_days`); a day a
         neighbour's chain fetched since it was scheduled is complete now, and is not fetched (billed) again."""
-        if not self.complete():
-            span = (self.chain_from or self.date, self.chain_to or self.date)
-            with_retries(lambda: fetch_days(self.storage, self.date, span, self.reporter()), f"RawTweets {self.date}",
-                         self.reporter())
-        self.succeeded()
+        if self.complete():
+            self.succeeded("complete")
+            return
+        span = (self.chain_from or self.date, self.chain_to or self.date)
+        pointers = with_retries(lambda: fetch_days(self.storage, self.date, span, self.reporter()), f"RawTweets {self.date}",
+                                self.reporter())
+        for day, pointer in pointers.items():
+            if day != self.date:  # a neighbour's fetch in this one's chain; its own task finds it complete
+                runs.record_outcome("fetched", self.task_family, day.isoformat(), **_billed(pointer))
+        self.succeeded("fetched", **_billed(pointers[self.date]))
 
 
 class CuratedTweets(ChainSpan, DayTask):
@@ -350,9 +440,10 @@ class CuratedTweets(ChainSpan, DayTask):
 
     def run(self) -> None:
         key = pseudonymizer()
-        with_retries(lambda: curate_day(self.storage, _curated_table(), self.date, key, self.reporter()),
-                     f"CuratedTweets {self.date}", self.reporter())
-        self.succeeded()
+        record = with_retries(lambda: curate_day(self.storage, _curated_table(), self.date, key, self.reporter()),
+                              f"CuratedTweets {self.date}", self.reporter())
+        outcome, numbers = _published("curated", record)
+        self.succeeded(outcome, **numbers)
 
 
 class RangeTask(NeverDisabled, luigi.Task):
@@ -366,8 +457,7 @@ class RangeTask(NeverDisabled, luigi.Task):
         try:
             day_range(self.start, self.end)
         except InvalidRange as error:
-            _report_failure(self, error)
-            raise
+            _refuse(self, error)
 
     @property
     def days(self) -> list[date]:
@@ -475,13 +565,23 @@ class Rebuild(DayTask):
     def run(self) -> None:
         key, report = pseudonymizer(), self.reporter()
 
-        def rebuild() -> None:
+        def rebuild() -> dict:
             if self.refetch:  # also after [xapi] max_rejections refused fetches in a row
-                fetch_day(self.storage, self.date, report, force=True)
-            curate_day(self.storage, _curated_table(), self.date, key, report, force=True)
+                pointer = fetch_day(self.storage, self.date, report, force=True)
+                runs.record_outcome("fetched", self.task_family, self.date.isoformat(), **_billed(pointer))
+            return curate_day(self.storage, _curated_table(), self.date, key, report, force=True, reason="reprocess")
 
-        with_retries(rebuild, f"Rebuild {self.date}", report)
-        self.succeeded()
+        outcome, numbers = _published("rebuilt", with_retries(rebuild, f"Rebuild {self.date}", report))
+        self.succeeded(outcome, **numbers)
+
+
+def _billed(pointer: dict) -> dict:
+    return {"posts_read": pointer.get("posts_read") or 0, "cost": pointer.get("cost") or 0.0}
+
+
+def _published(outcome: str, record: dict) -> tuple[str, dict]:
+    """A curated day's outcome and rows; `complete` when another writer had committed the same build."""
+    return (outcome, {"rows": record["rows"]}) if record.get("table_version") is not None else ("complete", {})
 
 
 def _rebuilt_since(store: Storage, day: date, since: datetime, refetch: bool) -> bool:
@@ -522,7 +622,15 @@ class Compliance(RangeTask):
         from flixluigi.compliance.apply import comply
 
         report = _status_reporter(self)
-        with_retries(lambda: comply(self.start, self.end or self.start, report), "Compliance", report)
+        checked, removed = with_retries(lambda: comply(self.start, self.end or self.start, report), "Compliance", report)
+        for day, counts in sorted(removed.items()):
+            print(f"compliance: {day}: removed " + ", ".join(f"{count} {what}" for what, count in counts.items()), flush=True)
+        print(f"compliance: {len(checked)} stored day(s) checked, {len(removed)} changed", flush=True)
+        totals: dict[str, int] = {}
+        for counts in removed.values():
+            for what, count in counts.items():
+                totals[what] = totals.get(what, 0) + count
+        runs.record_outcome("compliance", self.task_family, days=[day.isoformat() for day in checked], removed=totals)
 
     def on_failure(self, exception: BaseException) -> str:
         return _report_failure(self, exception)
@@ -545,10 +653,23 @@ class Reprocess(RangeTask):
         return [] if self.dry_run else [Rebuild(day, refetch=self.refetch, since=self.since) for day in self.days]
 
     def complete(self) -> bool:
-        return not self.dry_run and all(task.complete() for task in self.requires())
+        if self.dry_run:
+            return False
+        done = all(task.complete() for task in self.requires())
+        if not done:  # asked while scheduling: printed at exit unless run() finishes (a failure, Ctrl-C)
+            runs.set_resume(self.resume_command())
+        return done
+
+    def resume_command(self) -> str:
+        """This Reprocess with its --since as the parameter parses it: run again, it skips the days done."""
+        params = self.to_str_params()
+        return " ".join(["luigi --module flixluigi Reprocess --start", params["start"], *(["--end", params["end"]] if self.end else []),
+                         *(["--refetch"] if self.refetch else []), "--since", params["since"], *_scheduler_options()])
 
     def run(self) -> None:
         if self.dry_run:
             print("\n".join(reprocess_plan(self.days, self.refetch)))
         else:
-            log.info("Reprocess: %d day(s) rebuilt since %s", len(self.days), self.since)
+            runs.finished_resumable()
+            log.info("Reprocess: %d day(s) rebuilt since %s; the same again: %s", len(self.days), self.to_str_params()["since"],
+                     self.resume_command())

@@ -42,7 +42,7 @@ from flixluigi.store import rejected
 from flixluigi.store.layout import new_fetch_id
 from flixluigi.store.rawio import compressed, open_raw
 from flixluigi.store.s3 import Storage, Upload
-from flixluigi.store.state import Build, Snapshot, curated_record, layout, point, pointer_of, raw_day, snapshot
+from flixluigi.store.state import REASON_KEY, Build, Snapshot, curated_record, layout, point, pointer_of, raw_day, snapshot
 from flixluigi.xapi.billing import budget_problem, cost
 from flixluigi.xapi.client import Window, XClient, day_window, reconcile, search_path, servable
 
@@ -190,7 +190,9 @@ def fetch_day(store: Storage, day: date, report: Reporter, force: bool = False) 
                                       max_results=config.page_size(), fields=fields, max_pages=max_pages):
                 raw.write(orjson.dumps({**page.body, "__flixluigi": page.request}) + b"\n")
                 sent.append(page.request)
-                report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched")
+                report.progress(f"{client.stats.pages} pages, {client.stats.tweets} tweets fetched"
+                                + (f" of ~{expected} expected" if expected else ""),
+                                min(99, 100 * client.stats.tweets // expected) if expected else None)
             # Inside the upload's `with`: a day refused here publishes nothing.
             warning = _reconcile(client.stats.tweets, day, expected, report)
             warnings = [warning] if warning else []
@@ -280,20 +282,20 @@ def chain_days(store: Storage, day: date, span: tuple[date, date]) -> list[date]
     return sorted(chain)
 
 
-def fetch_days(store: Storage, day: date, span: tuple[date, date], report: Reporter) -> dict:
+def fetch_days(store: Storage, day: date, span: tuple[date, date], report: Reporter) -> dict[date, dict]:
     """The day's fetch: with its missing low-volume neighbours within `span` as one request chain when
-    the month's stored counts allow (`chain_days`), else alone. Returns the day's pointer."""
+    the month's stored counts allow (`chain_days`), else alone. Returns the pointer of every day it wrote."""
     days = chain_days(store, day, span)
-    return fetch_chain(store, days, report) if len(days) > 1 else fetch_day(store, day, report)
+    return fetch_chain(store, days, report) if len(days) > 1 else {day: fetch_day(store, day, report)}
 
 
-def fetch_chain(store: Storage, days: list[date], report: Reporter) -> dict:
+def fetch_chain(store: Storage, days: list[date], report: Reporter) -> dict[date, dict]:
     """Consecutive days as one request chain over their whole window, each written as its own fetch
     and pointer. A page is kept verbatim in the fetch of every day it holds posts of, its
     `__flixluigi` naming the chain and the posts that are the day's. Pages come newest first: once a
     post older than a day has arrived, that day is whole. If the chain breaks, the days it covered
     whole are written and the error is raised for the first day; the rest stay missing and fetch
-    as their own chain when their task runs. Returns the first day's pointer."""
+    as their own chain when their task runs. Returns each day's pointer (what the run's summary counts)."""
     cfg, where, codec = config.xapi(), layout(), config.storage().raw_codec
     first, last = days[0], days[-1]
     window = Window(day_window(first, cfg.endpoint).start, day_window(last, cfg.endpoint).end)
@@ -362,7 +364,7 @@ def fetch_chain(store: Storage, days: list[date], report: Reporter) -> dict:
     if first in refused:
         raise refused[first]
     report.progress(f"done: {client.stats.pages} pages, {client.stats.tweets} tweets of {len(days)} days", 100)
-    return written[first]
+    return written
 
 
 def _empty_day(day: date, report: Reporter) -> str:
@@ -393,14 +395,23 @@ def bounded_memory() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
 
 
+REASONS = ("fetch", "rebuild", "reprocess", "compliance", "restore")  # why a version of a day exists (REASON_KEY)
+
+
 def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pseudonymizer, report: Reporter,
-               force: bool = False) -> dict:
+               force: bool = False, reason: str | None = None, **details: object) -> dict:
     """One row per distinct tweet of the day's current raw fetch, pseudonymised, committed as the
     day's partition; then the build's record. Returns the record.
+
+    `reason` says why the version exists, in its commit's metadata and record (`status` and
+    `history` show it): by default `fetch` for a day's first build, `rebuild` for a stale day's;
+    `details` go into the record (what compliance removed).
 
     A writer that loses the commit to another re-checks: if the day now holds this build, it is
     done without writing (unless `force`, as Reprocess asks)."""
     where = layout()
+    if reason is None:
+        reason = "rebuild" if Snapshot.read_day(store, where, day).record(day) else "fetch"
     bounded_memory()
     started = time.monotonic()
     curators: list[Curator] = []
@@ -430,7 +441,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
         builds.append(Build(stored.current, pseudonymize.key_id, SCHEMA_VERSION, sharing()))
         chained = "chain" in (pointer_of(store, stored) or {})
         return table.write_day(day, SCHEMA, gated(stored.fetches[stored.current]["Key"], builds[-1], chained),
-                               {**builds[-1].as_metadata(), "flixluigi.client_version": __version__})
+                               {**builds[-1].as_metadata(), "flixluigi.client_version": __version__, REASON_KEY: reason})
 
     from flixluigi.store.lake import retrying_conflicts
 
@@ -439,7 +450,7 @@ def curate_day(store: Storage, table: CuratedTable, day: date, pseudonymize: Pse
     # removed_by_rule: posts of the raw fetch that a rule keeps out (older versions of an edited post).
     record = curated_record(day, build.as_metadata(), version, stats.rows, time.monotonic() - started, raw_pages=stats.pages,
                             duplicates_dropped=stats.duplicates, partial_errors=stats.partial_errors,
-                            removed_by_rule=stats.superseded)
+                            removed_by_rule=stats.superseded, reason=reason, **details)
     if version is not None:
         store.put_json(where.record_key(day, build.id), record)
     report.progress(f"done: {stats.rows} rows", 100)

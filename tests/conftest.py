@@ -84,7 +84,7 @@ def quiet_run_summary():
     """The run's failure lines are printed at exit of a `luigi` command, not of the test session."""
     import atexit
 
-    atexit.unregister(runs._print_failures)
+    atexit.unregister(runs._print_summary)
 
 
 @pytest.fixture(scope="session")

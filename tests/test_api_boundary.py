@@ -31,6 +31,7 @@ from tests.conftest import api_url
 from tests.helpers import body, build, keys, pointers
 
 DAY = date(2022, 9, 12)
+MISSING = f"{DAY}: missing: no raw fetch and no curated day stored; run luigi --module flixluigi CuratedTweets --date {DAY}"
 SEARCH, COUNTS = search_path("all"), counts_path("all")
 MAX_TRIES, IDLE_PAGES = 2, 3
 # Measured on each run and printed at the end of the session (the closing table).
@@ -119,7 +120,7 @@ def test_a_misbehaving_api_fails_the_day_at_once_in_one_line_and_a_healthy_one_c
     # Nothing of the day: no raw fetch, pointer or table (the month's counts and a rejected fetch may stay).
     stored = keys(pipeline.seaweed.endpoint, f"{pipeline.run}/")
     assert [k for k in stored if not any(f"/records/{kind}/" in k for kind in ("counts", "failed", "rejected"))] == []
-    assert verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == [MISSING]
     refused = [json.loads(body(pipeline.seaweed.endpoint, k)) for k in stored if "/records/rejected/" in k]
     if refused:  # kept outside the raw prefix, with every post the sandbox billed that could be read
         unreadable = 100 if case == "lone-surrogate" else 0  # billed, but a body that does not parse names no post
@@ -159,7 +160,7 @@ def test_after_max_rejections_in_a_row_the_day_is_not_fetched_again_until_reproc
     endpoint = pipeline.seaweed.endpoint
     refused = [k for k in keys(endpoint, f"{pipeline.run}/") if "/records/rejected/" in k]
     assert len(refused) == 2 and not [k for k in keys(endpoint, f"{pipeline.run}/raw/")]
-    assert verify(DAY, DAY) == []  # never current: not a problem of the stored day, only noted
+    assert verify(DAY, DAY) == [MISSING]  # the rejected fetches are never current: only noted
     assert len(rejected.notes(Storage.from_config(), layout(), DAY, DAY)) == 2
     pipeline.set("xapi", "base_url", api_url(pipeline.api_server))
     assert build(CuratedTweets(DAY)).status == LuigiStatusCode.FAILED  # a healthy API changes nothing by itself

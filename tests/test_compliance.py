@@ -192,7 +192,7 @@ def test_wrong_token_and_bad_inputs_fail_in_one_line(serve):
         client(server, max_ids_per_job=100_001)
     with pytest.raises(ComplianceUnreachable) as exc:
         ComplianceClient(f"http://127.0.0.1:{free_port()}", TOKEN).check("tweets", ["1"])
-    assert "start the sandbox" in one_line(exc)
+    assert "scripts/sandbox.sh start" in one_line(exc)
     assert c.check("tweets", []) == [] and not server.api.compliance.jobs
     with pytest.raises(ComplianceError) as exc:
         c.status("1500000000000000000")

@@ -287,7 +287,8 @@ def test_demo_leaves_running_what_it_did_not_start_and_the_readme_works_after_it
     pipeline.set("xapi", "min_interval_all", "1.0")  # the demo's sandbox applies the 1 request/s rule in real time
     cfg = pipeline.write_cfg(tmp_path / "demo.cfg")
     env = {**pipeline.seaweed.env(), "LUIGI_CONFIG_PATH": str(cfg), "FLIXLUIGI_RUN_DIR": str(tmp_path / "run"),
-           "SANDBOX_PORT": str(sandbox_port), "SANDBOX_BEARER_TOKEN": TOKEN, "X_BEARER_TOKEN": TOKEN}
+           "SANDBOX_PORT": str(sandbox_port), "SANDBOX_BEARER_TOKEN": TOKEN, "X_BEARER_TOKEN": TOKEN,
+           "FLIXLUIGI_CHROMIUM": str(tmp_path / "no-chromium")}  # as on a machine without it and without root
     demo = subprocess.run([str(ROOT / "scripts" / "demo.sh"), "2022-09-12"], env=env, capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     pipeline.seaweed.run("status")  # raises if the demo stopped the SeaweedFS it did not start
@@ -299,6 +300,8 @@ def test_demo_leaves_running_what_it_did_not_start_and_the_readme_works_after_it
     assert "X API sandbox running" in demo.stdout
     assert "== web console: scripts/luigid.sh start && flixluigi console --port 8090\n" \
            "   then open http://127.0.0.1:8090/ and log in with $FLIXLUIGI_CONSOLE_TOKEN" in demo.stdout
+    assert "(no Chromium: no screenshot; apt-get install chromium or set FLIXLUIGI_CHROMIUM, then: python -m devkit.browser" \
+        in demo.stdout and "apt-get install -y" not in demo.stdout + demo.stderr
 
     shell = {key: env[key] for key in ("HOME", "LUIGI_CONFIG_PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                        "FLIXLUIGI_HMAC_KEY") if key in env}

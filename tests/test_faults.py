@@ -106,7 +106,8 @@ def test_worker_killed_in_a_raw_fetch(pipeline, tmp_path, point, fetch_objects):
     assert len(fetches(endpoint, pipeline.run, DAY)) == fetch_objects
     assert pointers(endpoint, pipeline.run, DAY) == [] and keys(endpoint, f"{pipeline.run}/curated/") == []
     assert_no_raw_content(tmp_path / "killed" / "tmp", DAY)
-    assert verify(DAY, DAY) == []
+    assert verify(DAY, DAY) == [f"{DAY}: missing: no raw fetch and no curated day stored; run luigi --module flixluigi "
+                                f"CuratedTweets --date {DAY}"]  # missing, nothing half-written
 
     assert build(CuratedTweets(DAY)).status == LuigiStatusCode.SUCCESS
     assert verify(DAY, DAY) == []

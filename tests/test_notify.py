@@ -39,7 +39,7 @@ def test_day_failure_names_the_day(pipeline, slack, monkeypatch):
     assert not build(CuratedTweets(DAY)).scheduling_succeeded
     [event] = slack.bodies("/hook")
     assert event["day"] == "2022-09-12" and event["error"] == "tweet 1 is outside the day"
-    assert "Reprocess --start DAY --refetch" in event["hint"]
+    assert f"Reprocess --start {DAY} --refetch" in event["hint"]  # the hint names the day: it works as printed
 
 
 def test_empty_day_fails_by_default_and_warns_when_asked(pipeline, slack, failures):

@@ -77,10 +77,10 @@ def test_a_forked_worker_never_uses_the_scheduling_process_s3_connections(pipeli
     ("future day", ["CuratedTweets", "--date", "2999-01-01"], {}, None, 30,
      "RawTweets 2999-01-01 failed: 2999-01-01 has not ended yet in UTC"),
     ("S3 down", ["CuratedTweets", "--date", "2022-09-12"], {}, {"s3": {"endpoint_url": "http://127.0.0.1:{port}"}}, 30,
-     "Preflight failed: S3 endpoint http://127.0.0.1:{port} is unreachable"),
-    ("misspelt key", ["CuratedTweets", "--date", "2022-09-12"], {}, {"xapi": {"endpont": "recent"}}, 30,
-     "Preflight failed: luigi.cfg [xapi] has no setting 'endpont'; did you mean 'endpoint'?"),
-    ("reversed range", ["Reprocess", "--start", "2022-09-14", "--end", "2022-09-10"], {}, None, 40,
+     "Preflight failed: S3 endpoint http://127.0.0.1:{port} refuses connections; start it (scripts/seaweedfs.sh start)"),
+    ("misspelt key", ["CuratedTweets", "--date", "2022-09-12"], {}, {"xapi": {"endpont": "recent"}}, 2,
+     "settings refused: {cfg} [xapi] has no setting 'endpont'; did you mean 'endpoint'?"),
+    ("reversed range", ["Reprocess", "--start", "2022-09-14", "--end", "2022-09-10"], {}, None, 2,
      "Reprocess failed: --end 2022-09-10 is before --start 2022-09-14"),
 ])
 def test_a_failure_no_retry_can_mend_ends_the_run_at_once_with_its_reason(pipeline, tmp_path, case, args, env, extra, code,
@@ -90,7 +90,8 @@ def test_a_failure_no_retry_can_mend_ends_the_run_at_once_with_its_reason(pipeli
     pipeline.set("days", "tries", "1")
     done, seconds = luigi_run(pipeline, tmp_path, *args, env=env, cfg_extra=extra)
     assert done.returncode == code, done.stderr[-2000:]
-    assert last_line(done).startswith("flixluigi: " + reason.format(port=port)), last_line(done)
+    reason = reason.format(port=port, cfg=tmp_path / "etc" / "flixluigi.cfg")
+    assert last_line(done).startswith("flixluigi: " + reason), last_line(done)
     assert seconds < 60, f"{case}: {seconds:.0f}s"
     if case == "future day":
         marker = json.loads(body(pipeline.seaweed.endpoint, failure_key(pipeline.run, "RawTweets", "2999-01-01")))
@@ -101,8 +102,8 @@ def test_a_failure_no_retry_can_mend_ends_the_run_at_once_with_its_reason(pipeli
 
 def test_without_any_settings_file_the_run_refuses_and_exits_non_zero(pipeline, tmp_path):
     done, _ = luigi_run(pipeline, tmp_path, "CuratedTweets", "--date", "2022-09-12", with_cfg=False)
-    assert done.returncode == 30, done.stderr[-2000:]
-    assert last_line(done).startswith("flixluigi: Preflight failed: no luigi.cfg found: run from the project directory or set "
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert last_line(done).startswith("flixluigi: settings refused: no luigi.cfg found: run from the project directory or set "
                                       "LUIGI_CONFIG_PATH"), last_line(done)
 
 

@@ -69,8 +69,8 @@ def three_versions(pipeline, monkeypatch) -> Versions:
 def test_history_lists_every_version_of_the_day(three_versions, capsys):
     code, out, _ = run_cli(capsys, "history", "--date", str(DAY))
     assert code == 0 and len(out) == 3, out
-    for line, version in zip(out, (2, 1, 0), strict=True):
-        assert re.fullmatch(rf"version {version}  \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ  raw fetch {three_versions.fetches[version]}  "
+    for line, version, reason in zip(out, (2, 1, 0), ("reprocess", "reprocess", "fetch"), strict=True):
+        assert re.fullmatch(rf"version {version}  \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ  {reason}  raw fetch {three_versions.fetches[version]}  "
                             rf"key {three_versions.key_ids[version]}  schema \d+  rows {three_versions.rows}", line), line
     assert verify(DAY, DAY) == []
 
@@ -82,7 +82,7 @@ def test_restore_makes_an_old_version_current_and_the_next_run_keeps_it(pipeline
                                f"raw fetch {three_versions.fetches[1]})"])
     assert curated(endpoint, pipeline.run, DAY).equals(curated(endpoint, pipeline.run, DAY, version=1))
     assert fetch_id(current_fetch(endpoint, pipeline.run, DAY)) == three_versions.fetches[1]
-    assert run_cli(capsys, "history", "--date", str(DAY))[1][0].endswith("(restore of version 1)")
+    assert " restore of version 1  raw fetch " in run_cli(capsys, "history", "--date", str(DAY))[1][0]
     assert verify(DAY, DAY) == []
     served = pipeline.api_server.requests_served
     result = build(CuratedTweets(DAY))
@@ -112,10 +112,12 @@ def test_vacuum_dry_run_changes_nothing_and_apply_keeps_the_current_day_whole(pi
     assert curated(endpoint, pipeline.run, DAY).equals(current)
     assert verify(DAY, DAY) == []
 
-    for version, reason in ((2, f"raw fetch {three_versions.fetches[2]} of version 2 was vacuumed; {DAY} cannot be restored to it"),
-                            (1, f"the files of version 1 of {DAY} were vacuumed")):
-        code, out, err = run_cli(capsys, "restore", "--date", str(DAY), "--version", str(version))
-        assert (code, out, len(err)) == (1, [], 1) and err[0].startswith(f"flixluigi: {reason}"), err
+    code, out, err = run_cli(capsys, "restore", "--date", str(DAY), "--version", "2")
+    assert (code, out, len(err)) == (1, [], 1) and err[0].startswith(
+        f"flixluigi: raw fetch {three_versions.fetches[2]} of version 2 was vacuumed; {DAY} cannot be restored to it"), err
+    # version 1's files are vacuumed, but version 3 holds its build: nothing to restore, no commit
+    assert run_cli(capsys, "restore", "--date", str(DAY), "--version", "1")[1] == [
+        f"{DAY}: version 1 is what the day holds now (version 3); nothing to restore, no commit made"]
     assert keys(endpoint, f"{pipeline.run}/") == remaining
 
 
@@ -148,7 +150,7 @@ def test_status_shows_done_stale_failed_and_missing_days(pipeline, monkeypatch, 
     after = NEXT + timedelta(days=1)
     code, lines, _ = run_cli(capsys, "status", "--start", str(DAY), "--end", str(after))
     assert code == 0 and len(lines) == 3
-    assert re.match(rf"{DAY}  raw: ok \d+ tweets +curated: ok \d+ rows +read \d+ posts ~\$[\d.]+  built \S+Z in [\d.]+s$",
+    assert re.match(rf"{DAY}  raw: ok \d+ tweets +curated: ok \d+ rows +read \d+ posts ~\$[\d.]+  built \S+Z in [\d.]+s \(fetch\)$",
                     lines[0]), lines[0]
     assert re.match(rf"{NEXT}  raw: ok \d+ tweets +curated: missing +read \d+ posts ~\$[\d.]+  FAILED at \S+Z: disk on fire$",
                     lines[1]), lines[1]

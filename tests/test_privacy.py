@@ -275,7 +275,7 @@ def test_sharing_section_is_read_and_checked():
         assert SharingOptions(section.tweet_ids, section.text, section.author_location).fingerprint == f"p{RULE_VERSION}-pkk"
         cfg.set("sharing", "text", "hide")
         Register.clear_instance_cache()
-        with pytest.raises(SettingsError, match=r"luigi.cfg \[sharing\] is invalid"):
+        with pytest.raises(SettingsError, match=r"\[sharing\] text = 'hide' must be one of drop, keep"):
             config.check_settings()
     finally:
         cfg.remove_section("sharing")

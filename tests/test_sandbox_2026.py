@@ -121,7 +121,7 @@ def test_any_other_4xx_fails_at_once(serve):
 def test_every_error_class_says_whether_a_retry_can_help():
     classes = [c for c in vars(xapi).values() if isinstance(c, type) and issubclass(c, xapi.XApiError)]
     assert {c.__name__: c.transient for c in classes} == {
-        "XApiError": False, "ApiUnreachable": False, "Unauthorized": False, "InvalidRequest": False, "UsageCapped": False,
+        "XApiError": False, "DayNotServable": False, "ApiUnreachable": False, "Unauthorized": False, "InvalidRequest": False, "UsageCapped": False,
         "RateLimited": False, "MalformedResponse": False, "TransientFault": True, "CreditsDepleted": False,
         "FetchDeadline": False, "RetriesExhausted": False}
     assert all("transient" in vars(c) for c in classes)

@@ -73,8 +73,15 @@ def _rewrite(store: Storage, where: Layout, day: date, stored: RawDay, verdicts:
     return summary
 
 
-def comply(start: date, end: date, report: Reporter) -> dict:
-    """Check every stored day from start to end inclusive and apply the results; returns the state."""
+def removals(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """What compliance removed, flat: "posts deleted", "users suspended", "rows removed" -> count."""
+    return {f"{'posts' if kind == 'tweets' else kind} {reason}": count
+            for kind, reasons in counts.items() for reason, count in sorted(reasons.items()) if count}
+
+
+def comply(start: date, end: date, report: Reporter) -> tuple[list[date], dict[date, dict[str, int]]]:
+    """Check every stored day from start to end inclusive and apply the results; returns the days
+    checked and what this run removed from each affected day (`removals`)."""
     cfg, xcfg = config.compliance(), config.xapi()
     store, where, table = Storage.from_config(), layout(), CuratedTable.from_config()
     key = pseudonymizer()
@@ -92,12 +99,14 @@ def comply(start: date, end: date, report: Reporter) -> dict:
     ledger = Ledger(load_key(config.pseudonym().key_env, config.pseudonym().key_file),
                     store.get_json(where.ledger_key())["entries"] if store.exists(where.ledger_key()) else ())
     now = datetime.now(UTC)
+    removed: dict[date, dict[str, int]] = {}
     for number, day in enumerate(days, 1):
         summary = _rewrite(store, where, day, snapshot.raw[day], verdicts) if verdicts else Summary()
         entry = state["days"].setdefault(day.isoformat(), {"removed": {}})
         entry["checked_at"] = now.isoformat()
         if summary.changed:
-            curate_day(store, table, day, key, report)
+            removed[day] = removals(summary.counts())
+            curate_day(store, table, day, key, report, reason="compliance", compliance_removed=removed[day])
             ledger.record(summary, day, now)
             entry.update(applied_at=now.isoformat(), purged=False)
             for kind, counts in summary.counts().items():
@@ -107,7 +116,7 @@ def comply(start: date, end: date, report: Reporter) -> dict:
     store.put_json(where.ledger_key(), {"key_id": ledger.key_id, "entries": ledger.entries})
     store.put_json(where.compliance_state_key(), state)
     purge(store, where, table, state, cfg.purge_after_hours)
-    return state
+    return days, removed
 
 
 def purge(store: Storage, where: Layout, table: CuratedTable, state: dict, hours: int) -> list[str]:

@@ -17,7 +17,7 @@ from flixluigi.store import rejected
 from flixluigi.store.lake import CuratedTable
 from flixluigi.store.layout import LEGACY_FETCH_SUFFIX, LEGACY_RAW_RE, Layout, RawDay, new_fetch_id, parse_stamp
 from flixluigi.store.s3 import Storage
-from flixluigi.store.state import curated_record, day_versions, layout, point, raw_day
+from flixluigi.store.state import REASON_KEY, curated_record, day_versions, layout, point, raw_day
 from flixluigi.work import Reporter, curate_day, pseudonymizer
 
 
@@ -25,14 +25,18 @@ def restore(day: date, version: int) -> str:
     """Make a version of one day current again as a new commit, and point the raw day back at the
     fetch it was built from, so the next run does not rebuild over it."""
     store, where, table = Storage.from_config(), layout(), CuratedTable.from_config()
-    versions = {v.version: v for v in day_versions(store, where, day)}
+    newest, *_ = listed = day_versions(store, where, day) or [None]
+    versions = {v.version: v for v in listed if v}
     if version not in versions:
         raise ValueError(f"version {version} did not write {day}; `flixluigi history --date {day}` lists the versions")
     meta = versions[version].metadata
+    stored = raw_day(store, where, day)
+    if meta.get("flixluigi.build_id") == newest.metadata.get("flixluigi.build_id") and \
+            meta.get("flixluigi.raw_fetch") == stored.current:
+        return f"{day}: version {version} is what the day holds now (version {newest.version}); nothing to restore, no commit made"
     if versions[version].timestamp:
         refuse_restore_before_compliance(store, where, day, datetime.fromtimestamp(versions[version].timestamp / 1000, UTC))
     fetch_id = meta.get("flixluigi.raw_fetch", "")
-    stored = raw_day(store, where, day)
     if fetch_id not in stored.fetches:
         raise StorageError(f"raw fetch {fetch_id} of version {version} was vacuumed; {day} cannot be restored to it")
     try:
@@ -40,11 +44,12 @@ def restore(day: date, version: int) -> str:
     except StorageError as exc:
         raise StorageError(f"the files of version {version} of {day} were vacuumed ({exc}); it cannot be restored") from None
     new_version = table.write_day(day, rows.schema, rows.to_batches(), {**meta, "flixluigi.restored_from": str(version),
-                                                                        "flixluigi.client_version": __version__})
+                                                                        "flixluigi.client_version": __version__,
+                                                                        REASON_KEY: "restore"})
     pointer = {**store.get_json(max(stored.pointers)[2]), "fetch": fetch_id, "object": stored.fetches[fetch_id]["Key"],
                "restored_at": datetime.now(UTC).isoformat()}
     point(store, day, fetch_id, pointer)
-    record = curated_record(day, meta, new_version, rows.num_rows, 0, restored_from=version)
+    record = curated_record(day, meta, new_version, rows.num_rows, 0, restored_from=version, reason="restore")
     store.put_json(where.record_key(day, record["build_id"]), record)
     return f"{day}: version {version} restored as version {new_version} ({rows.num_rows} rows, raw fetch {fetch_id})"
 
@@ -76,7 +81,9 @@ def vacuum(apply: bool) -> list[str]:
         doomed += purge(store, where, table, load_state(store, where), config.compliance().purge_after_hours)
     verb = "deleted" if apply else "would delete"
     aborted = [f"{'aborted' if apply else 'would abort'} the unfinished upload of {store.url(key)}" for key, _ in uploads]
-    return aborted + [f"{verb} {store.url(key)}" for key in doomed] + [f"{verb} {name}" for name in files]
+    lines = aborted + [f"{verb} {store.url(key)}" for key in doomed] + [f"{verb} {name}" for name in files]
+    return lines or [f"nothing to delete: no superseded file older than {hours}h ([storage] keep_versions_days, "
+                     "min_file_age_hours) and no upload left unfinished"]
 
 
 def _superseded_at(stored: RawDay, fetch_id: str) -> datetime:

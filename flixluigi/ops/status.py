@@ -13,11 +13,12 @@ import orjson
 
 from flixluigi import config
 from flixluigi.dates import day_range
+from flixluigi.errors import HmacKeyError
 from flixluigi.store.lake import CuratedTable
-from flixluigi.store.layout import Layout
+from flixluigi.store.layout import Layout, current_failure
 from flixluigi.store.rawio import open_raw
 from flixluigi.store.s3 import Storage
-from flixluigi.store.state import Snapshot, day_versions, layout, pointer_of, record_of
+from flixluigi.store.state import REASON_KEY, Snapshot, day_versions, layout, pointer_of, record_of
 from flixluigi.work import make_client, pseudonymizer, sharing
 from flixluigi.xapi.billing import estimate as cost_estimate
 from flixluigi.xapi.client import servable
@@ -42,14 +43,15 @@ def status(start: date, end: date) -> list[DayStatus]:
     failures = Layout.failures(list(store.list_keys(where.failures_prefix())))
     try:
         key_id = pseudonymizer().key_id
-    except ValueError:
-        key_id = ""
+    except HmacKeyError as exc:  # without it every curated day would look stale
+        raise HmacKeyError(f"status tells current curated days from stale ones by the HMAC key's id: {exc}") from None
     result = []
     for day in days:
         record = record_of(store, state, day)
-        curated = "ok" if key_id and state.curated_complete(day, key_id, sharing()) else "stale" if record else "missing"
-        failed = sorted(key for (_family, failed_day), key in failures.items() if failed_day == day)
-        failure = store.get_json(failed[0]) if failed else None
+        curated = "ok" if state.curated_complete(day, key_id, sharing()) else "stale" if record else "missing"
+        markers = [store.get_json(key) for (_family, failed_day), key in sorted(failures.items()) if failed_day == day]
+        failure = max((m for m in markers if current_failure(m, state.raw.get(day), state.records.get(day, []))),
+                      key=lambda m: m.get("failed_at", ""), default=None)
         result.append(DayStatus(day, "ok" if state.raw_complete(day) else "missing", curated, record,
                                 pointer_of(store, state.raw.get(day)), failure))
     return result
@@ -65,6 +67,10 @@ def status_lines(start: date, end: date) -> list[str]:
             line += f"  read {s.pointer['posts_read']} posts ~${s.pointer.get('cost', 0):.2f}"
         if s.record:
             line += f"  built {s.record['produced_at'][:19]}Z in {s.record.get('duration_seconds', '?')}s"
+            line += f" ({s.record['reason']})" if s.record.get("reason") else ""
+            removed = s.record.get("compliance_removed") or {}
+            if removed:  # why curated holds fewer rows than raw posts
+                line += "  compliance removed " + ", ".join(f"{count} {what}" for what, count in removed.items())
         warnings = "; ".join((s.pointer or {}).get("warnings", ()))
         if warnings:
             line += f"  WARNING: {warnings}"
@@ -93,16 +99,18 @@ def estimate(start: date, end: date) -> list[str]:
 
 
 def history(day: date) -> list[str]:
-    """Every version of a day still in the table's log: when, from which raw fetch, key id, rows."""
+    """Every version of a day still in the table's log: when, why (fetch, rebuild, reprocess,
+    compliance, restore of version N), from which raw fetch, key id, rows."""
     lines = []
     for version in day_versions(Storage.from_config(), layout(), day):
         meta = version.metadata
         when = datetime.fromtimestamp(version.timestamp / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if version.timestamp else "?"
         rows = "?" if version.rows is None else version.rows
-        restored = f"  (restore of version {meta['flixluigi.restored_from']})" if meta.get("flixluigi.restored_from") else ""
-        lines.append(f"version {version.version}  {when}  raw fetch {meta.get('flixluigi.raw_fetch', '?')}  "
+        restored = f" of version {meta['flixluigi.restored_from']}" if meta.get("flixluigi.restored_from") else ""
+        reason = meta.get(REASON_KEY) or ("restore" if restored else "?")
+        lines.append(f"version {version.version}  {when}  {reason}{restored}  raw fetch {meta.get('flixluigi.raw_fetch', '?')}  "
                      f"key {meta.get('flixluigi.key_id', '?')}  schema {meta.get('flixluigi.schema_version', '?')}  "
-                     f"rows {rows}{restored}")
+                     f"rows {rows}")
     return lines or [f"{day}: no version of this day in the table's log"]
 
 
@@ -119,7 +127,7 @@ def _raw_ids(store: Storage, key: str) -> set[str]:
 
 
 def verify(start: date, end: date) -> list[str]:
-    """One line per problem in the range; none when every day is whole and current.
+    """One line per problem in the range, a missing day included; none when every day is whole and current.
 
     Invariant: a raw pointer names an object that exists; the table holds, for each curated day,
     exactly one build, the one its newest record names and the one the current raw fetch, key,
@@ -136,8 +144,9 @@ def verify(start: date, end: date) -> list[str]:
     for day in days:
         stored, builds, record = state.raw.get(day), held.get(day, set()), state.record(day)
         if stored is None or not stored.pointers:
-            if builds:
-                problems.append(f"{day}: the curated table holds the day but no raw fetch is stored")
+            problems.append(f"{day}: the curated table holds the day but no raw fetch is stored" if builds else
+                            f"{day}: missing: no raw fetch and no curated day stored; run luigi --module flixluigi "
+                            f"CuratedTweets --date {day}")
             continue
         if not stored.complete:
             problems.append(f"{day}: raw pointer names fetch {stored.current}, whose object is missing; "

@@ -4,7 +4,7 @@
     <raw>/_pointers/date=D/<stamp>--<fetch id>.json  the day's pointer: the newest names the current fetch
     <curated>/                                       the curated Delta table, partitioned by date
     <records>/curated/date=D/<stamp>--<build>.json  a commit of the day: build, rows, duration; the newest is current
-    <records>/failed/<Task>/date=D.json              the last failure of a day's task, until it succeeds
+    <records>/failed/<Task>/date=D.json              the last failure of a day's task (`current_failure` says if it still counts)
     <records>/counts/month=YYYY-MM.json              the counts endpoint's posts per day of a month
     <records>/compliance/state.json                  per day: when compliance last checked it, what it removed
     <records>/compliance/ledger.json                 what compliance removed, as keyed hashes only
@@ -150,3 +150,15 @@ class Layout:
     def failures(keys: list[str]) -> dict[tuple[str, date], str]:
         """(task family, day) -> key of its failure marker."""
         return {(m.group(1), date.fromisoformat(m.group(2))): key for key in keys if (m := FAILED_RE.search(key))}
+
+
+def current_failure(marker: dict, raw: RawDay | None, records: list[tuple[str, str, str]]) -> bool:
+    """Whether a failure marker still means "the day's latest attempt failed": any pointer or record
+    written after the failed attempt began outdates it, whatever task wrote it (a later CuratedTweets
+    mends a failed Reprocess). The attempt's start is compared, not the marker's write: a slow failing
+    task that writes its marker late cannot win over a success that finished meanwhile."""
+    began = marker.get("started_at") or marker.get("failed_at")
+    if not began:
+        return True
+    newest = max([entry[0] for entry in (raw.pointers if raw else [])] + [entry[0] for entry in records], default="")
+    return stamp(datetime.fromisoformat(began)) > newest

@@ -135,12 +135,15 @@ class Storage:
     s3: object  # boto3's low-level S3 client
 
     @classmethod
-    def from_config(cls, own_connections: bool = False) -> Storage:
-        """The configured bucket through this process's shared client, or one of its own (`own_connections`)."""
+    def from_config(cls, own_connections: bool = False, max_attempts: int | None = None) -> Storage:
+        """The configured bucket through this process's shared client, or one of its own (`own_connections`);
+        `max_attempts` overrides [storage] s3_max_attempts (botocore's retries)."""
+        config.require_settings()  # before the process's first request: no settings must not mean AWS S3
         cfg = config.storage()
+        attempts = max_attempts or cfg.s3_max_attempts
         if own_connections:
-            return cls(cfg.bucket, new_client(s3_options(), cfg.s3_max_attempts))
-        client = _shared_client(tuple(sorted(s3_options().items())), _credentials_key(), cfg.s3_max_attempts, os.getpid())
+            return cls(cfg.bucket, new_client(s3_options(), attempts))
+        client = _shared_client(tuple(sorted(s3_options().items())), _credentials_key(), attempts, os.getpid())
         return cls(cfg.bucket, client)
 
     @property
@@ -164,6 +167,22 @@ class Storage:
         """Fail before any work if S3 is unreachable, the bucket is missing or credentials are wrong."""
         with self.errors_explained():
             self.s3.head_bucket(Bucket=self.bucket)
+
+    def check_at_start(self) -> None:
+        """`check` for a run's start: a refused connection on the first try fails at once, as permanent
+        (nothing listens there: a service to start or a setting to fix), instead of after every retry
+        of every try (72 s); any other fault (SeaweedFS's InternalError while its volumes register)
+        gets `check`'s retries. A refused connection in the middle of a day stays transient."""
+        once = Storage.from_config(max_attempts=1)
+        try:
+            once.s3.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.EndpointConnectionError as exc:
+            if "refused" in str(exc.kwargs.get("error", "")).lower():
+                raise StorageError(f"S3 endpoint {self.endpoint} refuses connections; start it (scripts/seaweedfs.sh start) "
+                                   "or fix [s3] endpoint_url") from None
+            self.check()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            self.check()
 
     def list(self, prefix: str, start_after: str = "", until: str = "") -> Iterator[dict]:
         """Every object under the prefix (key, size, ETag, LastModified), 1,000 a request; with

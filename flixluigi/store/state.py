@@ -27,6 +27,7 @@ from flixluigi.store.layout import Layout, RawDay
 from flixluigi.store.s3 import Storage
 
 DAY_KEY = "flixluigi.day"  # commit metadata: the day a table version wrote
+REASON_KEY = "flixluigi.reason"  # commit metadata: why it exists (fetch, rebuild, reprocess, compliance, restore)
 
 
 @dataclass(frozen=True)

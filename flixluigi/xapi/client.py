@@ -34,6 +34,7 @@ from flixluigi.dates import day_range
 from flixluigi.errors import (
     ApiUnreachable,
     CreditsDepleted,
+    DayNotServable,
     FetchDeadline,
     InvalidRequest,
     MalformedResponse,
@@ -92,8 +93,8 @@ def request_failure(exc: requests.exceptions.RequestException, where: str, timeo
     """A request that got no HTTP answer, in one line: refused on the first try means nothing listens
     there (permanent), anything else is worth another try."""
     if isinstance(exc, requests.exceptions.ConnectionError) and first and "Connection refused" in str(exc):
-        return unreachable(f"{prefix}X API at {where} refuses connections; start the sandbox (scripts/sandbox.sh) "
-                           "or fix [xapi] base_url")
+        return unreachable(f"{prefix}X API at {where} refuses connections; start it (the sandbox: scripts/sandbox.sh "
+                           "start) or fix [xapi] base_url")
     if isinstance(exc, requests.exceptions.Timeout):
         return fault(f"{prefix}no answer from {where} within {timeout:g}s")
     return fault(f"{prefix}request to {where} failed ({type(exc).__name__})")
@@ -122,13 +123,15 @@ def day_window(day: date, endpoint: str, now: datetime | None = None) -> Window:
     start = midnight(day)
     end = start + timedelta(days=1)
     if end > now - SETTLE:
-        raise XApiError(f"{day} has not ended yet in UTC; a partial day is never stored: run it after "
-                        f"{_rfc3339(end + SETTLE)}")
+        raise DayNotServable(f"{day} has not ended yet in UTC; a partial day is never stored: run it after "
+                             f"{_rfc3339(end + SETTLE)}", hint=f"run {day} after {_rfc3339(end + SETTLE)}, or give a day that has ended")
     if endpoint == "recent" and start < now - RECENT_WINDOW + RECENT_MARGIN:
-        raise XApiError(f"{day} is outside the recent-search window (last 7 days); set [xapi] endpoint = all "
-                        "(full-archive search) to fetch it")
+        raise DayNotServable(f"{day} is outside the recent-search window (last 7 days); set [xapi] endpoint = all "
+                             "(full-archive search) to fetch it",
+                             hint="set [xapi] endpoint = all (full-archive access), or give a day of the last 7")
     if endpoint == "all" and day < ARCHIVE_START:
-        raise XApiError(f"{day} is before the first tweet ({ARCHIVE_START}); choose a later date")
+        raise DayNotServable(f"{day} is before the first tweet ({ARCHIVE_START}); choose a later date",
+                             hint=f"give a day from {ARCHIVE_START} on")
     return Window(start, end)
 
 
