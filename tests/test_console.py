@@ -211,6 +211,8 @@ def test_a_trigger_builds_the_days_through_luigid_and_a_second_one_is_refused_wh
         assert run["state"] == "success", run
         assert run["progress"]["done"] == run["progress"]["tasks"] > 0
         assert "ran successfully" in run["summary"] and "CuratedTweets" in run["summary"]
+        assert "flixluigi: run summary: " in run["summary"]  # the day tasks' own summary (flixluigi.runs)
+        assert run["outcome"]["days"]["curated"] == ["2022-09-12", "2022-09-13"] and run["outcome"]["failures"] == []
         assert run["luigid"] == f"http://127.0.0.1:{luigid}/static/visualiser/index.html#tab=graph&taskId={run['task_id']}"
         finished = tasks(luigid, "DONE")
         assert run["task_id"] in finished, "the link names the run's task as luigid knows it"

@@ -64,13 +64,22 @@ def visible(text: str, hidden: list[str]) -> str:
 
 
 def summarize(log: str) -> str:
-    """The run's summary: Luigi's execution summary and the failure lines after it. The one place
-    that knows where a summary comes from (the day tasks may write their own later)."""
+    """The run's summary: Luigi's execution summary and the `flixluigi:` lines after it (the run
+    summary the day tasks recorded, a resume command, the failure lines)."""
     if _SUMMARY not in log:
         return ""
     body = log.split(_SUMMARY)[1].strip()
     after = [line for line in log.rsplit(_SUMMARY, 1)[-1].splitlines() if line.startswith("flixluigi: ")]
     return "\n".join([body, *after]).strip()
+
+
+def outcome(log: str) -> dict | None:
+    """The run summary's JSON line (`flixluigi.runs`): days per outcome, posts read, cost, rows."""
+    for line in reversed(log.splitlines()):
+        if line.startswith('{"flixluigi_run"'):
+            with contextlib.suppress(ValueError):
+                return json.loads(line)
+    return None
 
 
 def progress(log: str) -> dict:
@@ -271,7 +280,7 @@ class Runs:
         output = (path / "log").read_text(encoding="utf-8", errors="replace") if (path / "log").exists() else ""
         shown = {key: record[key] for key in ("id", "task", "start", "end", "refetch", "requester", "created", "task_id")}
         shown |= {"state": state, "exit_code": code, "progress": progress(output),
-                  "summary": visible(summarize(output), self.hidden),
+                  "summary": visible(summarize(output), self.hidden), "outcome": outcome(visible(output, self.hidden)),
                   "luigid": f"{self.scheduler}/static/visualiser/index.html#tab=graph&taskId={record['task_id']}"}
         if state == "failed" and code is None and not (path / "cancelled").exists():
             shown["summary"] = shown["summary"] or "the run ended without an exit code (killed?)"
