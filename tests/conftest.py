@@ -146,7 +146,9 @@ def pipeline(seaweed: Seaweed, api_server: sandbox.SandboxServer, monkeypatch: p
         "pseudonym": {"key_env": "FLIXLUIGI_HMAC_KEY", "key_file": ""},
     }
     cfg = luigi.configuration.get_config()
-    saved = {s: dict(cfg.items(s)) if cfg.has_section(s) else None for s in settings}
+    # Every section as it was: a test's `Pipeline.set` may add sections of its own (left behind, they
+    # would reach the next test in this process).
+    saved = {s: dict(cfg.items(s)) for s in cfg.sections()}
     for section, values in settings.items():
         if not cfg.has_section(section):
             cfg.add_section(section)
@@ -156,11 +158,11 @@ def pipeline(seaweed: Seaweed, api_server: sandbox.SandboxServer, monkeypatch: p
     # Each test is a run of its own: its start-up checks are its own.
     monkeypatch.setattr(runs, "RUN_ID", f"test-{run}")
     yield Pipeline(run, settings, seaweed, api_server)
-    for section, values in saved.items():
+    for section in settings:
         cfg.remove_section(section)
-        if values is not None:
+        if section in saved:
             cfg.add_section(section)
-            for key, value in values.items():
+            for key, value in saved[section].items():
                 cfg.set(section, key, value)
     Register.clear_instance_cache()
 
