@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from datetime import date
 from pathlib import Path
@@ -152,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FlixluigiError, OSError, ValueError, LookupError) as exc:
         print(f"flixluigi: {first_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        # The Arrow datasets deltalake handed out are freed now, while Arrow is alive: freed in the
+        # interpreter's last teardown, their scanner threads can abort the process (exit 134,
+        # "terminate called without an active exception"; seen once under load after `summary`).
+        gc.collect()
     failed = args.command == "verify" and any(not line.startswith("note: ") for line in lines)
     if args.command == "verify" and not failed:
         lines.append(f"{args.start}..{end}: every day is whole and current")
